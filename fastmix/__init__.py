@@ -7,7 +7,7 @@ Docs: https://fastmix.github.io/fastmix/index.html.md"""
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/index.ipynb #88aed53c
+# %% ../nbs/index.ipynb #a2bf42bf
 __version__ = "0.1.0"
 from fastmix.all import *
 from fastmix.all import __all__

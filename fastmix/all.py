@@ -7,7 +7,7 @@ Docs: https://fastmix.github.io/fastmix/all.html.md"""
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/90_all.ipynb #faf6a096
+# %% ../nbs/90_all.ipynb #31284fed
 from .core import *
 from .geometry import *
 from .mixup import *
