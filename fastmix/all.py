@@ -13,5 +13,6 @@ from .geometry import *
 from .mixup import *
 from .cutmix import *
 from .ricap import *
-from . import core, geometry, mixup, cutmix, ricap
-__all__ = [n for m in (core, geometry, mixup, cutmix, ricap) for n in m.__all__]
+from .preview import *
+from . import core, geometry, mixup, cutmix, ricap, preview
+__all__ = [n for m in (core, geometry, mixup, cutmix, ricap, preview) for n in m.__all__]

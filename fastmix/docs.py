@@ -37,8 +37,10 @@ def build_html(nbs:Path, dest:Path, execute:bool=True, timeout:int=600):
     pages = []
     for f in sorted(Path(nbs).glob('*.ipynb')):
         nb = nbformat.read(f, as_version=4)
-        nb.cells = [c for c in nb.cells if not (c.cell_type == 'code' and re.search(r'^#\|\s*hide\b', c.source, re.M))]
+        code = lambda c, pat: c.cell_type == 'code' and re.search(pat, c.source, re.M)
+        nb.cells = [c for c in nb.cells if not code(c, r'nbdev_export\(|^#\|\s*eval:\s*false')]
         if execute: ExecutePreprocessor(timeout=timeout, kernel_name='python3').preprocess(nb, {'metadata': {'path': str(nbs)}})
+        nb.cells = [c for c in nb.cells if not code(c, r'^#\|\s*hide\b')]
         for c in nb.cells:  # directives are for nbdev, not readers
             if c.cell_type == 'code': c.source = re.sub(r'^#\|.*\n?', '', c.source, flags=re.M)
         html, _ = HTMLExporter(template_name='classic').from_notebook_node(nb)

@@ -1,0 +1,86 @@
+"Previews show the mixer's real label weights; the PNG is a real picture; the CLI runs end to end and fails cleanly"
+import json, subprocess, sys, os, pathlib, pytest, torch
+import matplotlib; matplotlib.use('Agg')
+from PIL import Image
+from fastai.vision.all import *
+from fastmix.all import *
+from fastmix.cli import mnist_dls
+
+FASTMIX = [sys.executable, '-m', 'fastmix.cli']
+
+@pytest.fixture(scope='module')
+def dls(): return mnist_dls(bs=16, limit=200)
+
+@pytest.mark.parametrize('cls', [MixUp, CutMix, RICAP])
+def test_titles_are_the_label_weights(cls, dls):
+    mixer = cls(seed=3)
+    state = mixer.rng.bit_generator.state
+    batch = dls.one_batch()
+    fig = show_mix(mixer, dls, n=6, batch=batch)
+    assert mixer.rng.bit_generator.state == state  # previewing does not change the training draws
+    xm, ym, mix, xb = mixed_preview_batch(mixer, dls, n=6, batch=batch)
+    titles = [ax.get_title() for ax in fig.axes[:6]]
+    vocab = dls.vocab
+    for b, t in enumerate(titles):
+        # rebuild the expected shares from the mix itself: the label of each source, summed per class
+        exp = {}
+        for k in range(mix.K): exp[vocab[int(ym[0][mix.idx[k, b]])]] = exp.get(vocab[int(ym[0][mix.idx[k, b]])], 0) + float(mix.weights[b, k])
+        got = {p.split(' ', 1)[1]: float(p.split(' ', 1)[0]) for p in t.split(' · ')}
+        assert set(got) == {c for c, s in exp.items() if s > 0}
+        for c, s in got.items(): assert abs(s - exp[c]) < .006
+        assert list(got.values()) == sorted(got.values(), reverse=True)  # largest first
+    if cls is RICAP: assert any(len(t.split(' · ')) >= 3 for t in titles) or mix.K == 4
+
+def test_png_written_with_expected_size(dls, tmp_path):
+    p = tmp_path/'mix.png'
+    show_mix(CutMix(seed=0), dls, n=4, ncols=2, figsize=(6, 6), path=p)
+    im = Image.open(p)
+    assert im.format == 'PNG' and im.size == (480, 480)  # 6 in × 80 dpi
+    a = np.asarray(im.convert('L'))
+    assert a.std() > 10  # a real picture, not a blank canvas
+
+def test_learner_show_mix_uses_its_callback(dls):
+    learn = Learner(dls, nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), cbs=RICAP(seed=1))
+    fig = learn.show_mix(n=4, panels=True)
+    assert len(fig.axes) >= 12 and fig.axes[1].get_title() == 'partner'
+    with pytest.raises(ValueError, match='no MixHandler'): Learner(dls, nn.Linear(1, 1)).show_mix()
+
+def _run(*args, cwd=None):
+    env = {**os.environ, 'MPLBACKEND': 'Agg', 'PYTHONWARNINGS': 'ignore'}
+    return subprocess.run(FASTMIX + list(args), capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+
+def test_demo_runs_on_a_tiny_slice(tmp_path):
+    r = _run('demo', '--epochs', '1', '--methods', 'cutmix', '--limit', '300', '--out', str(tmp_path/'out'))
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads((tmp_path/'out'/'results.json').read_text())
+    assert [x['method'] for x in res] == ['baseline', 'cutmix']
+    assert all(0 <= x['accuracy'] <= 1 and np.isfinite(x['nll']) for x in res)
+    for f in ('preview_cutmix.png', 'val_error.png'): assert Image.open(tmp_path/'out'/f).format == 'PNG'
+    assert '| cutmix |' in r.stdout
+
+def test_preview_command(tmp_path):
+    r = _run('preview', '--method', 'ricap', '--out', str(tmp_path/'p.png'), '--n', '4')
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert Image.open(tmp_path/'p.png').size[0] > 100
+
+@pytest.mark.parametrize('args,msg', [
+    (['demo', '--methods', 'fmix'], 'unknown method fmix'),
+    (['demo', '--epochs', '0'], '--epochs must be > 0'),
+    (['demo', '--epochs', 'two'], '--epochs must be a whole number'),
+    (['demo', '--data', '/no/such/folder'], 'no such folder'),
+    (['preview', '--method', 'nope'], 'unknown method nope'),
+    (['frobnicate'], 'invalid choice'),
+])
+def test_bad_arguments_one_line(args, msg):
+    r = _run(*args)
+    assert r.returncode == 2 and r.stderr.count('\n') == 1 and msg in r.stderr and 'Traceback' not in r.stderr
+
+def test_folder_without_images(tmp_path):
+    (tmp_path/'notes.txt').write_text('no images here')
+    r = _run('demo', '--data', str(tmp_path))
+    assert r.returncode == 2 and 'no images found' in r.stderr and r.stderr.count('\n') == 1
+
+def test_docs_readme_in_sync():
+    root = pathlib.Path(__file__).parents[1]
+    from fastmix.docs import readme_from_index
+    assert (root/'README.md').read_text() == readme_from_index(root/'nbs'/'index.ipynb')
