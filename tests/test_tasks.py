@@ -1,0 +1,165 @@
+"Segmentation masks, multi-label targets, CutMixUp, schedules, and label smoothing / focal loss, end to end"
+import numpy as np, torch, pytest
+from PIL import Image
+from fastai.vision.all import *
+from fastai.losses import LabelSmoothingCrossEntropyFlat, FocalLossFlat
+from fastmix.all import *
+from helpers import synth_learner, METHODS
+
+CODES = ['bg', 'square', 'bar']
+
+@pytest.fixture(scope='module')
+def seg_dls(tmp_path_factory):
+    "Real `SegmentationDataLoaders` over PNG files: the image's grey level encodes each pixel's class (class·80)"
+    d = tmp_path_factory.mktemp('seg'); (d/'img').mkdir(); (d/'lbl').mkdir()
+    rng = np.random.default_rng(0)
+    for n in range(24):
+        m = np.zeros((24, 32), np.uint8)
+        y, x = rng.integers(0, 16, 2); m[y:y+8, x:x+10] = 1
+        m[:, rng.integers(0, 28):][:, :3] = 2
+        Image.fromarray(np.stack([m * 80] * 3, -1)).save(d/'img'/f'{n}.png'); Image.fromarray(m).save(d/'lbl'/f'{n}.png')
+    return SegmentationDataLoaders.from_label_func(d, get_image_files(d/'img'), lambda f: d/'lbl'/f.name, codes=CODES,
+                                                   bs=8, seed=0, num_workers=0, valid_pct=.25)
+
+def seg_model(): return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 1))
+
+@pytest.mark.parametrize('cls', [CutMix, RICAP])
+@pytest.mark.parametrize('mode', ['batch', 'sample'])
+def test_segmentation_masks_follow_pixels(seg_dls, cls, mode):
+    seen = []
+    class Spy(Callback):
+        order = 1
+        def before_batch(self):
+            if self.training: seen.append((self.xb[0].detach().as_subclass(torch.Tensor).clone(), self.yb[0].as_subclass(torch.Tensor).clone()))
+    learn = Learner(seg_dls, seg_model(), loss_func=CrossEntropyLossFlat(axis=1), cbs=[cls(seed=0, mode=mode), Spy()])
+    lf = learn.loss_func
+    learn.fit(2, 1e-2)
+    assert learn.loss_func is lf and np.isfinite(learn.recorder.values[-1][0])
+    assert seen
+    for x, m in seen:  # every pixel keeps its true class: the mask was cut exactly like the image
+        assert not m.is_floating_point()
+        assert torch.equal((x[:, 0] * 255 / 80).round().long(), m.long())
+
+def test_segmentation_mixup_is_per_pixel_weighted_loss(seg_dls):
+    cb = MixUp(seed=0)
+    x, m = seg_dls.one_batch()
+    mix, (xm,), (mm,) = cb.mix_batch((x,), (m,))
+    assert torch.equal(mm, m)  # masks are not blended: the loss weighs them per pixel
+    pred = torch.randn(len(x), 3, *x.shape[-2:])
+    lf = CrossEntropyLossFlat(axis=1)
+    ours = mixed_loss(lf, pred, [(m[mix.idx[k]],) for k in range(2)], mix.weights)
+    per = [F.cross_entropy(pred, m[mix.idx[k]].long(), reduction='none') for k in range(2)]
+    exp = (mix.weights[:, 0, None, None] * per[0] + mix.weights[:, 1, None, None] * per[1]).mean()
+    torch.testing.assert_close(ours, exp)
+    Learner(seg_dls, seg_model(), loss_func=lf, cbs=MixUp(seed=0)).fit(1, 1e-2)
+
+def test_per_sample_cutmixup_refuses_masks(seg_dls):
+    x, m = seg_dls.one_batch()
+    with pytest.raises(ValueError, match="can't mix segmentation masks; use mode='batch'"):
+        CutMixUp(mode='sample', seed=0).mix_batch((x,), (m,))
+    CutMixUp(mode='batch', seed=0).mix_batch((x,), (m,))
+
+def test_segmentation_preview_overlays_mask(seg_dls, tmp_path):
+    fig = show_mix(CutMix(seed=0), seg_dls, n=4, ncols=2, path=tmp_path/'seg.png')
+    assert (tmp_path/'seg.png').exists() and fig.axes[0].get_title() == 'mixed mask'
+    assert len(fig.axes[0].images) == 2  # the image and the mask over it
+
+# -- multi-label
+LABELS = [['cat'], ['dog'], ['cat', 'dog'], ['bird'], ['cat', 'bird'], ['dog', 'bird']] * 8
+def ml_x(i): return TensorImage(torch.full((3, 8, 8), float(i % 6) / 6))
+def ml_y(i): return LABELS[i]
+
+@pytest.mark.parametrize('cls', [MixUp, CutMix, RICAP, CutMixUp])
+def test_multilabel_targets_mixed_by_weight(cls):
+    db = DataBlock(blocks=(TransformBlock, MultiCategoryBlock), get_x=ml_x, get_y=ml_y, splitter=RandomSplitter(seed=0))
+    dls = db.dataloaders(list(range(48)), bs=8, num_workers=0)
+    x, y = dls.one_batch()
+    mix, _, (ym,) = cls(seed=0).mix_batch((x,), (y,))
+    exp = sum(mix.weights[:, k, None] * y[mix.idx[k]] for k in range(mix.K))
+    torch.testing.assert_close(ym.float(), exp.float())
+    assert mix.in_loss == (False,)
+    learn = Learner(dls, nn.Sequential(nn.Flatten(), nn.Linear(192, 3)), loss_func=BCEWithLogitsLossFlat(), cbs=cls(seed=0))
+    learn.fit(1, 1e-2)
+    assert np.isfinite(learn.recorder.values[-1][0])
+    title = show_mix(cls(seed=0), dls, n=2, batch=(x, y)).axes[0].get_title()
+    assert all(p.split(' ', 1)[1] in ('cat', 'dog', 'bird') for p in title.split(' · '))
+
+# -- CutMixUp
+@pytest.mark.parametrize('mode', ['batch', 'sample'])
+def test_cutmixup_switches(mode):
+    x = torch.randn(16, 3, 8, 8)
+    cb = CutMixUp(switch_prob=.7, mode=mode, seed=0)
+    kinds = []
+    for _ in range(300):
+        mix, _, _ = cb.mix_batch((x,), (torch.arange(16),))
+        kinds += [mix.geom.cuts] if mode == 'batch' else (mix.geom.pick == 1).tolist()
+    frac = np.mean(kinds)
+    assert abs(frac - .7) < .05
+    learn = synth_learner(cbs=CutMixUp(mode=mode, seed=0)); learn.fit(1, 1e-2)
+    assert np.isfinite(learn.recorder.values[-1][0])
+
+def test_mixchoice_validates():
+    with pytest.raises(ValueError, match='`probs` must have one probability per mixer'): MixChoice([MixUp(), CutMix()], [.5, .6])
+    with pytest.raises(TypeError, match='`mixers` must be a non-empty list'): MixChoice(['cutmix'])
+    with pytest.raises(ValueError, match='`switch_prob` must be in'): CutMixUp(switch_prob=1.5)
+
+def test_mixchoice_ricap_and_cutmix_pad_weights():
+    x = torch.randn(8, 3, 9, 9)
+    mix, _, _ = MixChoice([RICAP(), CutMix()], mode='sample', seed=1).mix_batch((x,), (torch.arange(8),))
+    assert mix.K == 4 and torch.allclose(mix.weights.sum(1), torch.ones(8))
+    assert (mix.weights[mix.geom.pick == 1][:, 2:] == 0).all()
+
+# -- schedules and turning mixing off
+class Count(Callback):
+    order = 1
+    def before_fit(self): self.per_epoch = []
+    def before_epoch(self): self.per_epoch.append([])
+    def before_batch(self):
+        if self.training: self.per_epoch[-1].append(self.learn.cbs.filter(lambda c: isinstance(c, MixHandler))[0].mix is not None)
+
+def _frac(cb, epochs=4):
+    from helpers import synth_dls, tiny_cnn
+    cnt = Count()
+    learn = Learner(synth_dls(bs=2), tiny_cnn(), loss_func=CrossEntropyLossFlat(), cbs=[cb, cnt])
+    learn.fit(epochs, 1e-3)
+    return [np.mean(e) for e in cnt.per_epoch]
+
+def test_p_schedule_fraction_follows():
+    fr = _frac(CutMix(p=SchedLin(1., 0.), seed=0))
+    exp = [.875, .625, .375, .125]  # mean of p over each quarter of training
+    assert all(abs(f - e) < .2 for f, e in zip(fr, exp)), fr
+    assert fr[0] > fr[1] > fr[2] > fr[3]
+
+def test_off_epochs_and_off_pct():
+    assert _frac(MixUp(seed=0, off_epochs=1)) [:3] == [1., 1., 1.] and _frac(MixUp(seed=0, off_epochs=1))[3] == 0.
+    fr = _frac(RICAP(seed=0, off_pct=.5))
+    assert fr[:2] == [1., 1.] and fr[2:] == [0., 0.]
+
+def test_alpha_schedule_used():
+    cb = MixUp(alpha=lambda pct: .01 if pct < .5 else 20., seed=0)  # any callable of the progress is a schedule
+    lams = []
+    class Rec(Callback):
+        order = 1
+        def before_batch(self):
+            if self.training: lams.append(float(cb.mix.weights[0, 0]))
+    learn = Learner(__import__('helpers').synth_dls(bs=2), __import__('helpers').tiny_cnn(), loss_func=CrossEntropyLossFlat(), cbs=[cb, Rec()])
+    learn.fit(2, 1e-3)
+    n = len(lams) // 2 - 2
+    extreme = lambda ls: np.mean([min(l, 1 - l) for l in ls])  # small α: λ near 0 or 1; large α: near 0.5
+    assert extreme(lams[:n]) < .05 and extreme(lams[-n:]) > .35
+
+# -- label smoothing and focal loss through a real Learner
+@pytest.mark.parametrize('lf', [LabelSmoothingCrossEntropyFlat(eps=.1), FocalLossFlat(gamma=2.)], ids=['ls', 'focal'])
+@pytest.mark.parametrize('cls', [MixUp, CutMix, RICAP])
+def test_y_int_losses_in_training(lf, cls):
+    got = []
+    class Check(Callback):
+        order = 5
+        def after_loss(self):
+            if not self.training: return
+            mix = self.learn.cbs.filter(lambda c: isinstance(c, MixHandler))[0].mix
+            exp = sum(mix.weights[:, k] * torch.stack([lf.__class__(**({'eps': .1} if hasattr(lf, 'eps') else {'gamma': 2.}))(self.pred[b:b+1], self.yb[0][mix.idx[k, b]][None]) for b in range(len(self.pred))]) for k in range(mix.K)).mean()
+            got.append(abs(float(self.loss_grad) - float(exp)))
+    learn = synth_learner(cbs=[cls(seed=0), Check()], loss_func=lf)
+    learn.fit(1, 1e-2)
+    assert got and max(got) < 1e-5
