@@ -46,7 +46,7 @@ def check_number(name:str, v, lo=None, hi=None, lo_open=False, sched_ok=True):
     if not _is_real(v) or not math.isfinite(v):
         raise ValueError(f"`{name}` must be a finite number{' or a schedule function' if sched_ok else ''}, got {v!r}")
     if lo is not None and (v <= lo if lo_open else v < lo) or hi is not None and v > hi:
-        rng = f"{'(' if lo_open else '['}{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
+        rng = f"{'(' if lo_open else '['}{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf)'}{']' if hi is not None else ''}"
         raise ValueError(f"`{name}` must be in {rng}, got {v!r}")
     return v
 
@@ -83,6 +83,7 @@ class MixHandler(Callback):
         if mode not in _modes: raise ValueError(f"`mode` must be one of {_modes}, got {mode!r}")
         if seed is not None and (not isinstance(seed, numbers.Integral) or isinstance(seed, bool)):
             raise TypeError(f"`seed` must be an int or None, got {seed!r}")
+        if seed is not None and seed < 0: raise ValueError(f"`seed` must be an int >= 0 or None, got {seed!r}")
         if not isinstance(off_epochs, numbers.Integral) or isinstance(off_epochs, bool) or off_epochs < 0:
             raise ValueError(f"`off_epochs` must be an int >= 0, got {off_epochs!r}")
         self.off_pct = check_number('off_pct', off_pct, 0, 1, sched_ok=False)
@@ -126,15 +127,16 @@ class MixHandler(Callback):
         return True
 
     def follows(self, t, x, hw)->bool:
-        "Does input `t` get the pixel geometry? Images of the same size (cut methods), or tensors shaped like `x` (blends)"
+        "Does input `t` get the pixel geometry? Float images of the same H×W; for blends of non-images, tensors shaped like `x`"
         if not isinstance(t, Tensor) or not t.is_floating_point(): return False
-        return t.ndim == 4 and tuple(t.shape[-2:]) == hw if self.image_only else t.shape == x.shape
+        if self.image_only or x.ndim == 4: return t.ndim == 4 and tuple(t.shape[-2:]) == hw
+        return t.shape == x.shape
 
     def can_overwrite(self, t)->bool:
         "In training, mix in place when `t` is a batch of its own (not a view into a dataset, not part of a graph)"
         return t._base is None and not t.requires_grad
 
-    def check_batch(self, x, yb):
+    def check_batch(self, x, yb, xb=()):
         "Errors for batches no method can mix"
         if not isinstance(x, Tensor): raise TypeError(f"the input batch must be a Tensor, got {type(x).__name__}")
         if self.image_only and x.ndim != 4:
@@ -143,6 +145,9 @@ class MixHandler(Callback):
         if not x.is_floating_point():
             raise TypeError(f"the input batch must be a float tensor, got dtype {x.dtype}: convert images to float "
                             "first (fastai's `IntToFloatTensor` does)")
+        for i, t in enumerate(xb[1:], 1):
+            if isinstance(t, Tensor) and t.ndim and t.shape[0] != x.shape[0]:
+                raise ValueError(f"input {i} has batch size {t.shape[0]} but input 0 has {x.shape[0]}")
         for i, y in enumerate(yb):
             if isinstance(y, Tensor) and y.ndim and y.shape[0] != x.shape[0]:
                 raise ValueError(f"target {i} has batch size {y.shape[0]} but the input batch has {x.shape[0]}")
@@ -150,7 +155,7 @@ class MixHandler(Callback):
     def mix_batch(self, xb:tuple, yb:tuple, inplace:bool=False):
         "Draw a mix for `(xb, yb)` and return `(mix, xb, yb)` mixed; `mix` is None when nothing is mixed"
         x = xb[0]
-        self.check_batch(x, yb)
+        self.check_batch(x, yb, xb)
         bs = x.shape[0]
         if bs < 2: return None, xb, yb
         p = check_number('p', self.value(self.p), 0, 1, sched_ok=False)
