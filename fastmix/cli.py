@@ -58,7 +58,7 @@ def demo_cnn(c_in:int, n_out:int)->nn.Module:
                          nn.AdaptiveAvgPool2d(1), Flatten(), nn.Linear(64, n_out))
 
 # %% ../nbs/06_cli.ipynb #47caf871
-def run_demo(methods=('mixup', 'cutmix', 'ricap'), epochs:int=8, bs:int=64, seed:int=0, out='fastmix_demo',
+def run_demo(methods=('mixup', 'cutmix', 'ricap'), epochs:int=6, bs:int=64, seed:int=0, out='fastmix_demo',
              data=None, limit:int=None, lr:float=1e-2, mode:str='batch', baseline:bool=True)->list:
     "Train the baseline and each mixer; write previews, a plot and the results into `out`; return the results"
     import matplotlib; matplotlib.use('Agg')
@@ -118,7 +118,7 @@ def parser()->argparse.ArgumentParser:
     sub = p.add_subparsers(dest='cmd', required=True, parser_class=_Parser)
     d = sub.add_parser('demo', help='train a small CNN with the baseline and each mixer; print a table, save pictures')
     d.add_argument('--methods', type=_methods, default='mixup,cutmix,ricap', help='comma-separated: ' + ', '.join(MIXERS))
-    d.add_argument('--epochs', type=_positive('--epochs'), default=8)
+    d.add_argument('--epochs', type=_positive('--epochs'), default=6)
     d.add_argument('--bs', type=_positive('--bs'), default=64)
     d.add_argument('--seed', type=int, default=0)
     d.add_argument('--mode', choices=['batch', 'sample'], default='batch')

@@ -91,15 +91,16 @@ def show_mix(
             order = mix.weights.argsort(1, descending=True).T.to(mix.idx.device)
             main, part = mix.idx.gather(0, order[:1])[0], mix.idx.gather(0, order[1:2])[0]
         orig, part = _decode(dls, xb[0][main]), _decode(dls, xb[0][part])
+    cmap = 'Greys' if imgs.shape[1] == 1 else None  # fastai's look for grey images
     for i in range(n):
         ax = axs.flat[i * per]
-        show_image(imgs[i], ax=ax, title=None)
+        show_image(imgs[i], ax=ax, cmap=cmap)
         if mask is not None: _show_mask(mask[i], ax)
         ax.set_title('mixed mask' if mask is not None else shares_title(shares[i]), fontsize=8)
         if panels:
-            show_image(part[i], ax=axs.flat[i * per + 1]); axs.flat[i * per + 1].set_title('partner', fontsize=9)
+            show_image(part[i], ax=axs.flat[i * per + 1], cmap=cmap); axs.flat[i * per + 1].set_title('partner', fontsize=9)
             diff = (imgs[i] - orig[i]).abs()
-            show_image(diff / max(float(diff.max()), 1e-8), ax=axs.flat[i * per + 2])
+            show_image(diff / max(float(diff.max()), 1e-8), ax=axs.flat[i * per + 2], cmap=cmap)
             axs.flat[i * per + 2].set_title('|mixed − main source|', fontsize=9)
     fig.suptitle(title or type(mixer).__name__)
     fig.tight_layout()
