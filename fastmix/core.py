@@ -51,6 +51,11 @@ def check_number(name:str, v, lo=None, hi=None, lo_open=False, sched_ok=True):
     return v
 
 # %% ../nbs/00_core.ipynb #2382f057
+def _plain_ce(lf):
+    "The `nn.CrossEntropyLoss` behind `lf` if it is plain (no class weights, no smoothing), else None"
+    f = getattr(lf, 'func', lf)
+    return f if isinstance(f, nn.CrossEntropyLoss) and f.weight is None and f.label_smoothing == 0 else None
+
 def mixed_loss(
     lf, # The original loss function
     pred:Tensor, # The model's output
@@ -59,6 +64,12 @@ def mixed_loss(
 )->Tensor:
     "`Σ_k weights[:, k] · lf(pred, *ybs[k])` per sample, reduced as `lf` reduces"
     bs = weights.shape[0]
+    ce = _plain_ce(lf)
+    if ce is not None and pred.ndim == 2 and all(len(yb) == 1 and yb[0].shape == pred.shape[:1] for yb in ybs):
+        # plain cross-entropy: one call with the soft target Σ_k w_k·onehot(y_k) (an ignored target adds nothing)
+        Y = torch.stack([yb[0] for yb in ybs], 1)
+        soft = torch.zeros_like(pred).scatter_add_(1, Y.clamp(min=0), weights.to(pred.dtype) * (Y != ce.ignore_index))
+        return F.cross_entropy(pred, soft, reduction=getattr(lf, 'reduction', 'mean'))
     with NoneReduce(lf) as nlf:
         loss = sum(nlf(pred, *yb).reshape(bs, -1) * weights[:, k, None].to(pred.dtype) for k, yb in enumerate(ybs))
     red = getattr(lf, 'reduction', 'mean')

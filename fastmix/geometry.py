@@ -72,7 +72,11 @@ class Paste:
         else: out,ks = torch.empty_like(t),range(K)
         for k in ks:
             y0, y1, x0, x1, sy, sx = self.rects[0, k].tolist()
-            if y1 > y0 and x1 > x0: out[..., y0:y1, x0:x1] = t[self.idx[k], ..., sy:sy+y1-y0, sx:sx+x1-x0]
+            if y1 <= y0 or x1 <= x0: continue
+            src = t[..., sy:sy+y1-y0, sx:sx+x1-x0]
+            # into a fresh output the sources' crops go straight in; in place the box is gathered first (it may overlap)
+            if out is t: out[..., y0:y1, x0:x1] = src[self.idx[k]]
+            else: torch.index_select(src, 0, self.idx[k], out=out[..., y0:y1, x0:x1])
         return out
 
     def owner(self, h:int, w:int, dev)->Tensor:
