@@ -362,9 +362,11 @@ def verify_protos(P, shape, dev):
 def mix_contenders(proposals):
     import fastmix.all as fm
     import fastai.callback.mixup as fa
-    from timm.data import Mixup as TimmMixup
     from torchvision.transforms import v2
-    import kornia.augmentation as KA
+    try: from timm.data import Mixup as TimmMixup
+    except ImportError: TimmMixup = None  # the `bench` extra: pip install -e '.[bench]'
+    try: import kornia.augmentation as KA
+    except ImportError: KA = None
     P = proto_classes() if proposals else None
     cs = []
     def floor(name, make): cs.append(C(name, 'floor', 'floor', make))
@@ -397,7 +399,7 @@ def mix_contenders(proposals):
     add('fastai MixUp', 'MixUp/sample', 'peer', lambda x, y: callback_driver(fa.MixUp(.4), y))
     add('fastai CutMix', 'CutMix/batch', 'peer', lambda x, y: callback_driver(fa.CutMix(1.), y))
     # timm: mixup-only and cutmix-only configurations, per batch and per element
-    for mode, grp in (('batch', 'batch'), ('elem', 'sample')):
+    for mode, grp in ((('batch', 'batch'), ('elem', 'sample')) if TimmMixup is not None else ()):
         for meth, kw in (('MixUp', dict(mixup_alpha=.4, cutmix_alpha=0.)), ('CutMix', dict(mixup_alpha=0., cutmix_alpha=1.))):
             def make(x, y, kw=kw, mode=mode):
                 m = TimmMixup(**kw, prob=1., mode=mode, label_smoothing=0., num_classes=N_CLS)
@@ -410,7 +412,7 @@ def mix_contenders(proposals):
             return lambda xin: t(xin, y)
         add(f'torchvision v2.{meth}', f'{meth}/batch', 'peer', make)
     # kornia: same_on_batch=True is one draw per batch, False one per image
-    for same, grp in ((True, 'batch'), (False, 'sample')):
+    for same, grp in (((True, 'batch'), (False, 'sample')) if KA is not None else ()):
         def mk_mix(x, y, same=same):
             t = KA.RandomMixUpV2(p=1., same_on_batch=same, data_keys=['input', 'class'])
             return lambda xin: t(xin, y)
@@ -590,8 +592,12 @@ def run_e2e(a, dev, row, t_start):
 # parent: run the variants, merge, print and write the table
 # ----------------------------------------------------------------------------------------------------------------
 
+def _version(mod):
+    try: return __import__(mod).__version__
+    except ImportError: return 'not installed (skipped)'
+
 def machine():
-    import torch, fastai, timm, torchvision, kornia, numpy
+    import torch, fastai, torchvision, numpy
     cpu = 'unknown'
     try:
         for l in open('/proc/cpuinfo'):
@@ -600,11 +606,14 @@ def machine():
     try: load = open('/proc/loadavg').read().split()[:3]
     except OSError: load = None
     import fastmix
+    try:
+        rev = subprocess.run(['git', 'describe', '--always', '--dirty'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    except OSError: rev = ''
     d = dict(cpu=cpu, logical_cpus=os.cpu_count(), torch_default_threads=torch.get_num_threads(),
              python=platform.python_version(), platform=platform.platform(), libc='-'.join(platform.libc_ver()),
-             torch=torch.__version__, fastai=fastai.__version__, fastmix=fastmix.__version__, timm=timm.__version__,
-             torchvision=torchvision.__version__, kornia=kornia.__version__, numpy=numpy.__version__,
-             loadavg_at_start=load, date=datetime.datetime.now().isoformat(timespec='seconds'))
+             torch=torch.__version__, fastai=fastai.__version__, fastmix=fastmix.__version__, timm=_version('timm'),
+             torchvision=torchvision.__version__, kornia=_version('kornia'), numpy=numpy.__version__,
+             git=rev or 'unknown', loadavg_at_start=load, date=datetime.datetime.now().isoformat(timespec='seconds'))
     if torch.cuda.is_available(): d['gpu'] = torch.cuda.get_device_name()
     return d
 
