@@ -22,10 +22,15 @@ Peak extra memory of one call is the highest running total of the bytes torch al
 call, read from `torch.profiler` (`profile_memory=True`) on CPU and from `torch.cuda.max_memory_allocated` on
 CUDA; it counts tensors only (not page-table or allocator overhead), and the largest of 3 calls is reported.
 
-The whole measurement runs twice, in two worker subprocesses: with the environment as is, and with glibc's mmap
-threshold disabled (`MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=4294967295`). With the default glibc settings every
-large tensor allocation is a fresh `mmap` whose pages fault in (zeroed by the kernel) on first touch, so
-contenders that allocate pay that cost in every call; the second column shows the same code without it.
+The whole measurement runs twice: in this process with the environment as is, and in a worker subprocess with
+glibc's mmap threshold disabled (`MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=4294967295`). With the default glibc
+settings every tensor allocation over the mmap threshold (dynamic, at most 32 MB) is a fresh `mmap` whose pages fault
+in (zeroed by the kernel) on first touch, so contenders that allocate pay that cost in every call; the second
+column shows the same code without it.
+
+Repetitions: 30 timed calls per contender after 3 warm-up calls, where the time limit allows. A contender whose
+warm-up median is over `--slow-ms` (100 ms: kornia at 224x224, or anything when the machine is busy) gets 10; and a
+shape and thread count stops after 10 rounds once its `--budget` is spent. The tables give `n` for every row.
 
     python benchmarks/bench_mix.py                 # full run (a few minutes), writes benchmarks/results/bench_cpu.{md,json}
     python benchmarks/bench_mix.py --quick --out /tmp/bench   # CI smoke test: tiny shapes, 3 repetitions, seconds
@@ -609,7 +614,7 @@ def machine():
     try:
         rev = subprocess.run(['git', 'describe', '--always', '--dirty'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     except OSError: rev = ''
-    d = dict(cpu=cpu, logical_cpus=os.cpu_count(), torch_default_threads=torch.get_num_threads(),
+    d = dict(cpu=cpu, logical_cpus=os.cpu_count(),
              python=platform.python_version(), platform=platform.platform(), libc='-'.join(platform.libc_ver()),
              torch=torch.__version__, fastai=fastai.__version__, fastmix=fastmix.__version__, timm=_version('timm'),
              torchvision=torchvision.__version__, kornia=_version('kornia'), numpy=numpy.__version__,
