@@ -14,7 +14,7 @@ repetition, so that drift and noise from other processes hit every contender ali
 - **floors**, on the same tensors: `copy` = `out.copy_(x)`; `lerp` = `torch.lerp(x, b, w, out=c)` with per-image
   weights; `box` = one in-place copy of a box of half the image area from another batch into `x`.
 - **loss**: forward + backward of plain `F.cross_entropy`, fastmix `mixed_loss` (with `CrossEntropyLossFlat`, K = 2
-  and 4, including the gather of the K target vectors that `after_loss` does) and fastai's `MixUp` loss.
+  and 4, including the one gather of the (B, K) targets that `after_loss` does) and fastai's `MixUp` loss.
 - **e2e**: the training phase of one epoch of a tiny CNN on synthetic 32×32 images through `Learner.fit`,
   without a mixer and with each fastai-callback mixer (fastmix, fastai).
 
@@ -444,9 +444,7 @@ def loss_contenders(proposals):
     for K in (2, 4):
         def fmx(pred, y, idx, w, K=K):
             lf, ik, wk = CrossEntropyLossFlat(), idx[:K], w[K]
-            def fn(_):
-                ybs = [(y[ik[k]],) for k in range(K)]  # what `after_loss` does
-                fm.mixed_loss(lf, pred, ybs, wk).backward()
+            def fn(_): fm.mixed_loss(lf, pred, y[ik.T], wk).backward()  # what `after_loss` does: one gather of the K targets
             return fn
         cs.append(C(f'fastmix mixed_loss K={K}', f'loss K={K}', 'fastmix', fmx, 'F.cross_entropy'))
         if P is not None:

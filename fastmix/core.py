@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np, torch
 from torch import Tensor
 from fastai.basics import *
+from .geometry import to_device, Scratch
 
 # %% auto #0
 __all__ = ['Mix', 'check_number', 'mixed_loss', 'MixHandler']
@@ -56,23 +57,31 @@ def _plain_ce(lf):
     f = getattr(lf, 'func', lf)
     return f if isinstance(f, nn.CrossEntropyLoss) and f.weight is None and f.label_smoothing == 0 else None
 
+def _mixed_ce(pred, Y, weights, ignore_index, red):
+    "Cross-entropy mixed over the K columns of class indices `Y`: one log-softmax, the K picked log-probabilities weighted"
+    lsm = torch.log_softmax(pred, 1)
+    picked = lsm.gather(1, Y.clamp(min=0) if ignore_index < 0 else Y)
+    w = weights.to(lsm.dtype).mul(Y != ignore_index)  # an ignored target adds nothing, as in `F.cross_entropy`
+    if red == 'none': return -(picked * w).sum(1)
+    # the reduction's sign and scale go into the weights (no gradient there): one dot product is the whole loss
+    return torch.dot(picked.view(-1), w.mul_(-1 / len(pred) if red == 'mean' else -1).view(-1))
+
 def mixed_loss(
     lf, # The original loss function
     pred:Tensor, # The model's output
-    ybs:list, # One tuple of targets per source: `ybs[k]` are the targets of source `k`
+    ybs:list|Tensor, # One tuple of targets per source (`ybs[k]`: the targets of source `k`), or (B, K) class indices
     weights:Tensor, # (B, K) label weights
 )->Tensor:
     "`Σ_k weights[:, k] · lf(pred, *ybs[k])` per sample, reduced as `lf` reduces"
-    bs = weights.shape[0]
-    ce = _plain_ce(lf)
-    if ce is not None and pred.ndim == 2 and all(len(yb) == 1 and yb[0].shape == pred.shape[:1] for yb in ybs):
-        # plain cross-entropy: one call with the soft target Σ_k w_k·onehot(y_k) (an ignored target adds nothing)
-        Y = torch.stack([yb[0] for yb in ybs], 1)
-        soft = torch.zeros_like(pred).scatter_add_(1, Y.clamp(min=0), weights.to(pred.dtype) * (Y != ce.ignore_index))
-        return F.cross_entropy(pred, soft, reduction=getattr(lf, 'reduction', 'mean'))
+    bs, red = weights.shape[0], getattr(lf, 'reduction', 'mean')
+    ce = _plain_ce(lf) if pred.ndim == 2 else None
+    if isinstance(ybs, Tensor):
+        if ce is not None and ybs.shape == (len(pred), weights.shape[1]): return _mixed_ce(pred, ybs, weights, ce.ignore_index, red)
+        ybs = [(y,) for y in ybs.T]
+    if ce is not None and all(len(yb) == 1 and yb[0].shape == pred.shape[:1] for yb in ybs):
+        return _mixed_ce(pred, torch.stack([yb[0] for yb in ybs], 1), weights, ce.ignore_index, red)
     with NoneReduce(lf) as nlf:
         loss = sum(nlf(pred, *yb).reshape(bs, -1) * weights[:, k, None].to(pred.dtype) for k, yb in enumerate(ybs))
-    red = getattr(lf, 'reduction', 'mean')
     return loss.mean() if red == 'mean' else loss.sum() if red == 'sum' else loss.view(-1)
 
 # %% ../nbs/00_core.ipynb #afdd7140
@@ -98,7 +107,7 @@ class MixHandler(Callback):
         if not isinstance(off_epochs, numbers.Integral) or isinstance(off_epochs, bool) or off_epochs < 0:
             raise ValueError(f"`off_epochs` must be an int >= 0, got {off_epochs!r}")
         self.off_pct = check_number('off_pct', off_pct, 0, 1, sched_ok=False)
-        self.mode,self.off_epochs,self.mix = mode,off_epochs,None
+        self.mode,self.off_epochs,self.mix,self.scratch = mode,off_epochs,None,Scratch()
         self.seed = random.getrandbits(63) if seed is None else seed
         rank = rank_distrib()
         self.rng = np.random.default_rng(self.seed if rank == 0 else [self.seed, rank])
@@ -121,9 +130,7 @@ class MixHandler(Callback):
         return np.floor(self.rng.random(n) * hi).astype(np.int64)
     def to_dev(self, a, dev)->Tensor:
         "Host array to `dev` without making the host wait for the device"
-        t = torch.as_tensor(a)
-        if dev.type == 'cuda': t = t.pin_memory()
-        return t.to(dev, non_blocking=True)
+        return to_device(a, dev)
 
     def draw(self, x:Tensor, on:np.ndarray|None)->Mix:
         "Return the `Mix` for batch `x`; `on` flags the images to mix in per-sample mode (None: the whole batch)"
@@ -178,14 +185,15 @@ class MixHandler(Callback):
             on = None
         mix = self.draw(x, on)
         hw = tuple(x.shape[-2:])
-        xb = tuple(mix.geom.apply(t, inplace=inplace and self.can_overwrite(t)) if self.follows(t, x, hw) else t for t in xb)
+        app = lambda t, inplace=False: mix.geom.apply(t, inplace=inplace and self.can_overwrite(t), scratch=self.scratch)
+        xb = tuple(app(t, inplace) if self.follows(t, x, hw) else t for t in xb)
         # a target is cut like the pixels (masks), blended by weight (multi-hot, regression), or left to the loss
         if mix.geom.cuts is None and any(_is_spatial(y, hw) for y in yb):  # some images blended, some cut
             raise ValueError(f"{type(self).__name__}: per-sample switching between blending (MixUp) and cutting "
                              "mixers can't mix segmentation masks; use mode='batch'")
         cut = [bool(mix.geom.cuts) and _is_spatial(y, hw) for y in yb]
         mix.in_loss = tuple(not c and isinstance(y, Tensor) and not y.is_floating_point() for c, y in zip(cut, yb))
-        yb = tuple(mix.geom.apply(y) if c else y if l or not isinstance(y, Tensor) else mix.blend(y)
+        yb = tuple(app(y) if c else y if l or not isinstance(y, Tensor) else mix.blend(y)
                    for c, l, y in zip(cut, mix.in_loss, yb))
         return mix, xb, yb
 
@@ -206,9 +214,10 @@ class MixHandler(Callback):
         "Swap in the mixed loss when some targets are class indices (they were left unmixed in `yb`)"
         mix = self.mix
         if mix is None or not any(mix.in_loss): return
-        ybs = [tuple(mix.sources(y, k) if l else y for l, y in zip(mix.in_loss, self.yb)) for k in range(mix.K)]
+        if len(self.yb) == 1 and self.yb[0].ndim == 1: ybs = self.yb[0][mix.idx.T]  # (B, K) class indices in one gather
+        else: ybs = [tuple(mix.sources(y, k) if l else y for l, y in zip(mix.in_loss, self.yb)) for k in range(mix.K)]
         self.learn.loss_grad = mixed_loss(self.learn.loss_func, self.pred, ybs, mix.weights)
         self.learn.loss = self.learn.loss_grad.clone()
     def after_batch(self): self.mix = None
-    def after_fit(self): self.mix = None
-    def __getstate__(self): return {**self.__dict__, 'mix': None}  # an interrupted batch's mix is not worth saving
+    def after_fit(self): self.mix = None; self.scratch.clear()
+    def __getstate__(self): return {**self.__dict__, 'mix': None, 'scratch': Scratch()}  # neither is worth saving

@@ -22,11 +22,11 @@ class Select:
         self.pick,self.geoms = pick,geoms
         cuts = {g.cuts for g in geoms}
         self.cuts = cuts.pop() if len(cuts) == 1 else None  # None: some blend, some cut
-    def apply(self, t:Tensor, inplace:bool=False)->Tensor:
+    def apply(self, t:Tensor, inplace:bool=False, scratch=None)->Tensor:
         out = None
         for i, g in enumerate(self.geoms):
             if g is None: continue
-            gi = g.apply(t)
+            gi = g.apply(t, scratch=scratch)
             m = (self.pick == i).view(-1, *[1] * (t.ndim - 1))
             out = gi if out is None else torch.where(m, gi, out)
         return out

@@ -6,14 +6,65 @@ Docs: https://fastmix.github.io/fastmix/geometry.html.md"""
 
 # %% ../nbs/01_geometry.ipynb #01c39b3c
 from __future__ import annotations
-import numpy as np, torch
+import math, numpy as np, torch
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['Blend', 'gather_pixels', 'Paste', 'provenance_batch', 'decode_provenance', 'cutmix_boxes', 'ricap_rects']
+__all__ = ['to_device', 'Scratch', 'take_images', 'Blend', 'gather_pixels', 'Paste', 'provenance_batch', 'decode_provenance',
+           'cutmix_boxes', 'ricap_rects']
 
 # %% ../nbs/01_geometry.ipynb #65eb0323
+def to_device(a, dev)->Tensor:
+    "Host array to `dev` without making the host wait for the device (pinned, non-blocking on CUDA)"
+    t = torch.as_tensor(a)
+    if torch.device(dev).type == 'cuda': t = t.pin_memory()
+    return t.to(dev, non_blocking=True)
+
+def _dense(t:Tensor)->bool: return t.is_contiguous() or t.ndim == 4 and t.is_contiguous(memory_format=torch.channels_last)
+
+class Scratch:
+    "Work buffers kept from batch to batch on CPU, where a fresh batch-sized allocation costs page faults every call"
+    def __init__(self): self.bufs = {}
+    def __call__(self,
+        name:str, # one buffer per name: buffers used at the same time need different names
+        like:Tensor, # dtype and device; also shape and memory layout unless `shape` is given
+        shape:tuple=None, # a contiguous buffer of this shape instead
+    )->Tensor:
+        "An uninitialised work buffer, valid until the next call with the same `name`"
+        shape = tuple(like.shape if shape is None else shape)
+        n = math.prod(shape)
+        buf = self.bufs.get(name) if like.device.type == 'cpu' else None  # CUDA's caching allocator already recycles
+        if (buf is None or buf.numel() < n or buf.dtype != like.dtype or buf.device != like.device
+            or buf.untyped_storage().data_ptr() == like.untyped_storage().data_ptr()):  # never hand out `like` itself
+            buf = like.new_empty(n)
+            if like.device.type == 'cpu': self.bufs[name] = buf
+        if shape == tuple(like.shape) and _dense(like): return buf[:n].as_strided(like.shape, like.stride())
+        return buf[:n].view(shape)
+    def adopt(self, name:str, t:Tensor):
+        "Keep `t`, a batch the caller gave up for a new one, as buffer `name`: replacing a batch then costs no copy back"
+        if t.device.type == 'cpu' and _dense(t): self.bufs[name] = t.as_strided((t.numel(),), (1,))
+    def clear(self): self.bufs.clear()
+
+class _Fresh:
+    "New buffers every call: when no `Scratch` is given"
+    def __call__(self, name, like, shape=None): return torch.empty_like(like) if shape is None else like.new_empty(shape)
+    def adopt(self, name, t): pass
+_fresh = _Fresh()
+
+# %% ../nbs/01_geometry.ipynb #c950b008
 def _bcast(w:Tensor, t:Tensor)->Tensor: return w.to(t.dtype).view(-1, *[1]*(t.ndim-1))
+
+def _image_rows(t:Tensor)->Tensor|None:
+    "(B, n) view of `t`'s memory when each image is one contiguous block (standard or channels_last layout)"
+    if t.is_contiguous(): return t.view(t.shape[0], -1)
+    if t.ndim == 4 and t.is_contiguous(memory_format=torch.channels_last): return t.permute(0, 2, 3, 1).reshape(t.shape[0], -1)
+
+def take_images(t:Tensor, idx:Tensor, out:Tensor)->Tensor:
+    "`out[b] = t[idx[b]]`, written into `out`: one block copy per image when both share a dense layout"
+    src, dst = _image_rows(t), _image_rows(out)
+    if src is not None and dst is not None and t.stride() == out.stride(): torch.index_select(src, 0, idx, out=dst)
+    else: out.copy_(t[idx])
+    return out
 
 class Blend:
     "Pixels are the weighted sum of the sources: `Σ_k weights[:, k] · t[idx[k]]` (https://arxiv.org/abs/1710.09412)"
@@ -24,17 +75,17 @@ class Blend:
         keep_base:bool=True, # `idx[0]` is the identity: blend in place into `t`
     ): self.idx,self.weights,self.keep_base = idx,weights,keep_base
 
-    def apply(self, t:Tensor, inplace:bool=False)->Tensor:
+    def apply(self, t:Tensor, inplace:bool=False, scratch:Scratch=None)->Tensor:
         "Blend the sources of `t`; write into `t` if `inplace` and the base is `t` itself"
         if self.keep_base and self.idx.shape[0] == 2:
-            # lerp(a, b, w) = a + w·(b − a): one pass, and exactly `a` where w = 0
-            w = _bcast(self.weights[:, 1], t)
-            return t.lerp_(t[self.idx[1]], w) if inplace else t.lerp(t[self.idx[1]], w)
+            # lerp(a, b, w) = a + w·(b − a): exactly `a` where w = 0; the partners must be copied out before `t` changes
+            w, partner = _bcast(self.weights[:, 1], t), take_images(t, self.idx[1], (scratch or _fresh)('a', t))
+            return t.lerp_(partner, w) if inplace else t.lerp(partner, w)
         out = t[self.idx[0]] * _bcast(self.weights[:, 0], t)
         for k in range(1, self.idx.shape[0]): out.addcmul_(t[self.idx[k]], _bcast(self.weights[:, k], t))
-        return out
+        return t.copy_(out) if inplace else out
 
-# %% ../nbs/01_geometry.ipynb #012f2261
+# %% ../nbs/01_geometry.ipynb #172a1ea2
 def gather_pixels(t:Tensor, src:Tensor)->Tensor:
     "Output pixel `p` of image `b` is the pixel `src[b, p]` of the flattened (batch × H·W) pixels of `t`"
     bs, (h, w) = t.shape[0], t.shape[-2:]
@@ -51,6 +102,24 @@ def gather_pixels(t:Tensor, src:Tensor)->Tensor:
     for c in range(r): ov[:, c] = tc.take(base + c * hw)
     return out
 
+def _windows(flat:Tensor, starts:np.ndarray, out:Tensor)->Tensor:
+    "Row `i` of `out` (R, n) is `flat[starts[i]:starts[i]+n]`, zeros where that runs past either end of `flat`"
+    N, n, dev = flat.numel(), out.shape[1], flat.device
+    s = np.clip(starts, 0, N - n)
+    torch.index_select(flat.as_strided((N - n + 1, n), (1, 1)), 0, to_device(s, dev), out=out)
+    bad = np.flatnonzero(s != starts)
+    if len(bad):  # the few runs that start before or end after the batch: from its zero-padded ends
+        ends = torch.cat([flat.new_zeros(n), flat[:n], flat[N-n:], flat.new_zeros(n)])
+        st = starts[bad]
+        es = np.where(st < 0, st + n, st - (N - n) + 2 * n)
+        out.index_copy_(0, to_device(bad, dev), ends.as_strided((3 * n + 1, n), (1, 1)).index_select(0, to_device(es, dev)))
+    return out
+
+def _select(m:Tensor, a:Tensor, b:Tensor, out:Tensor)->Tensor:
+    "`b` where the 0/1 mask `m` is 1, else `a`, into `out` (which may be `a`)"
+    if a.is_floating_point(): return torch.lerp(a, b, m, out=out)  # exact for weights 0 and 1, and faster than `where`
+    return torch.where(m.bool(), b, a, out=out)
+
 class Paste:
     "Paint K rectangular layers, layer `k` a rigid copy of a rectangle of source `idx[k]` (https://arxiv.org/abs/1905.04899)"
     cuts = True
@@ -58,31 +127,41 @@ class Paste:
         idx:Tensor, # (K, B) source indices
         rects:np.ndarray, # (n, K, 6) int: y0, y1, x0, x1 of each layer, and `sy, sx`, the source of its corner
         keep_base:bool=False, # layer 0 is the image itself, unmoved: copy only the later layers
+        host_idx:np.ndarray=None, # `idx` on the host, if the caller has it (the tiles' fast path needs it)
     ):
         self.idx,self.rects,self.keep_base = idx,np.asarray(rects, dtype=np.int64),keep_base
-        self._src = self._owner = None
+        if host_idx is None and idx.device.type == 'cpu': host_idx = idx.numpy()
+        self.host_idx = None if host_idx is None else np.asarray(host_idx, dtype=np.int64)
+        self._src = self._owner = self._rects = None
 
-    def apply(self, t:Tensor, inplace:bool=False)->Tensor:
+    def apply(self, t:Tensor, inplace:bool=False, scratch:Scratch=None)->Tensor:
         "Paste the layers of `t`'s sources; `t` may be (B, H, W) or (B, C, H, W)"
-        return self._per_batch(t, inplace) if len(self.rects) == 1 else self._per_sample(t, inplace)
+        scratch = scratch or _fresh
+        return self._per_batch(t, inplace, scratch) if len(self.rects) == 1 else self._per_sample(t, inplace, scratch)
 
-    def _per_batch(self, t, inplace):
+    def _per_batch(self, t, inplace, scratch):
         K = self.idx.shape[0]
         if self.keep_base: out,ks = (t if inplace and K == 2 else t.clone()),range(1, K)
-        else: out,ks = torch.empty_like(t),range(K)
+        else: out,ks = (scratch('a', t) if inplace else torch.empty_like(t)),range(K)
         for k in ks:
             y0, y1, x0, x1, sy, sx = self.rects[0, k].tolist()
             if y1 <= y0 or x1 <= x0: continue
             src = t[..., sy:sy+y1-y0, sx:sx+x1-x0]
-            # into a fresh output the sources' crops go straight in; in place the box is gathered first (it may overlap)
-            if out is t: out[..., y0:y1, x0:x1] = src[self.idx[k]]
+            # into a new output the crops go straight in; in place the box is copied out first (it may overlap)
+            if out is t: out[..., y0:y1, x0:x1] = torch.index_select(src, 0, self.idx[k], out=scratch('box', src, src.shape))
             else: torch.index_select(src, 0, self.idx[k], out=out[..., y0:y1, x0:x1])
+        if inplace and out is not t: scratch.adopt('a', t)
         return out
+
+    def rects_on(self, dev)->Tensor:
+        "`rects` as a tensor on `dev` (copied once)"
+        if self._rects is None: self._rects = to_device(self.rects, dev)
+        return self._rects
 
     def owner(self, h:int, w:int, dev)->Tensor:
         "(B, H, W) layer that paints each output pixel: the last layer whose rectangle holds it"
         if self._owner is None:
-            r = torch.as_tensor(self.rects).to(dev, non_blocking=True)
+            r = self.rects_on(dev)
             rows, cols = torch.arange(h, device=dev), torch.arange(w, device=dev)
             own = torch.zeros(len(self.rects), h, w, dtype=torch.uint8, device=dev)
             for k in range(1, r.shape[1]):
@@ -95,22 +174,78 @@ class Paste:
     def source_map(self, h:int, w:int, dev)->Tensor:
         "(B, H·W) flat index, over the batch's pixels, of the source of each output pixel"
         if self._src is None:
-            r = torch.as_tensor(self.rects).to(dev, non_blocking=True)
+            r = self.rects_on(dev)
             # a layer moves pixels rigidly: source = output position + a per-(image, layer) offset
             off = self.idx.T * (h * w) + (r[..., 4] - r[..., 0]) * w + (r[..., 5] - r[..., 2])
             own = self.owner(h, w, dev).view(len(r), -1).long()
             self._src = off.gather(1, own).add_(torch.arange(h * w, device=dev))
         return self._src
 
-    def _per_sample(self, t, inplace):
-        (h, w), dev = t.shape[-2:], t.device
-        if self.keep_base and self.idx.shape[0] == 2 and (self.rects[:, 1, 4:] == self.rects[:, 1, [0, 2]]).all():
-            # CutMix: the partner's box stays in place, so a mask select is enough
-            m = self.owner(h, w, dev).bool().view(t.shape[0], *[1]*(t.ndim-3), h, w)
-            return torch.where(m, t[self.idx[1]], t, out=t) if inplace else torch.where(m, t[self.idx[1]], t)
-        return gather_pixels(t, self.source_map(h, w, dev))
+    def is_box(self)->bool:
+        "Is this CutMix: the image itself, then one rectangle of the partner at the same place?"
+        return self.keep_base and self.idx.shape[0] == 2 and (self.rects[:, 1, 4:] == self.rects[:, 1, [0, 2]]).all()
 
-# %% ../nbs/01_geometry.ipynb #c0acb810
+    def is_grid(self, h:int, w:int)->bool:
+        "Is this RICAP: four layers tiling a 2×2 grid split at a per-image point?"
+        r = self.rects
+        if r.shape[1] != 4: return False
+        bh, bw = r[:, 0, 1], r[:, 0, 3]
+        z, H, W = 0 * bh, np.full_like(bh, h), np.full_like(bw, w)
+        grid = np.stack([np.stack(a, -1) for a in ([z, bh, z, bw], [z, bh, bw, W], [bh, H, z, bw], [bh, H, bw, W])], 1)
+        return bool((r[..., :4] == grid).all())
+
+    def _per_sample(self, t, inplace, scratch):
+        (h, w), dev = t.shape[-2:], t.device
+        if self.is_box():
+            r = self.rects_on(dev)[:, 1]
+            dt = t.dtype if t.is_floating_point() else torch.bool
+            rows = ((torch.arange(h, device=dev) >= r[:, :1]) & (torch.arange(h, device=dev) < r[:, 1:2])).to(dt)
+            cols = ((torch.arange(w, device=dev) >= r[:, 2:3]) & (torch.arange(w, device=dev) < r[:, 3:4])).to(dt)
+            m = torch.mul(rows[:, :, None], cols[:, None, :], out=scratch('mask', rows, (len(r), h, w)))
+            partner = take_images(t, self.idx[1], scratch('a', t))
+            return _select(m.view(t.shape[0], *[1]*(t.ndim-3), h, w), t, partner, t if inplace else torch.empty_like(t))
+        if self.host_idx is not None and self.is_grid(h, w): return self._tiles(t, inplace, scratch)
+        out = gather_pixels(t, self.source_map(h, w, dev))
+        return t.copy_(out) if inplace else out
+
+    def _tiles(self, t, inplace, scratch):
+        "RICAP per sample: the wide piece of every output row is one window of the flat batch, the narrow piece another"
+        if not _dense(t):
+            out = self._tiles(t.contiguous(), False, scratch)
+            return t.copy_(out) if inplace else out
+        bs, (h, w) = t.shape[0], t.shape[-2:]
+        cl = not t.is_contiguous()  # channels_last: a row of pixels is one run of w·C values
+        P = t.shape[1] if cl else 1
+        m = 1 if cl else t.numel() // (bs * h * w)  # rows per image row: channels (standard layout)
+        rows_of = lambda u: (u.permute(0, 2, 3, 1) if cl else u).reshape(bs, m, h, w * P)  # views, for a dense `u`
+        r, idx = self.rects, self.host_idx
+        bw = r[:, 0, 3]
+        # a tile moves rows rigidly: its runs start at a per-(image, tile) offset plus the output row's own position
+        off = ((idx.T * m * h + r[..., 4] - r[..., 0]) * w + r[..., 5] - r[..., 2]) * P  # (bs, 4)
+        top = np.arange(h) < r[:, :1, 1]  # (bs, h)
+        pos = ((np.arange(m)[:, None] * h + np.arange(h)) * (w * P))[None]  # (1, m, h)
+        left, right = (np.where(top, off[:, k, None], off[:, k + 2, None])[:, None] + pos for k in (0, 1))
+        lnarrow = (2 * bw <= w)[:, None, None]
+        Ln = int(np.minimum(bw, w - bw).max())
+        flat = rows_of(t).view(-1)
+        res = scratch('a', t) if inplace else torch.empty_like(t)
+        S = rows_of(res)
+        _windows(flat, np.where(lnarrow, right, left).reshape(-1), S.view(-1, w * P))
+        if Ln:
+            N = _windows(flat, np.where(lnarrow, left, right + (w - Ln) * P).reshape(-1), scratch('n', t, (bs * m * h, Ln * P)))
+            N = N.view(bs, m, h, Ln * P)
+            col = to_device(np.repeat(np.arange(Ln), P), t.device)
+            b_w = to_device(bw, t.device)[:, None]
+            mL, mR = (col < b_w), (col + (w - Ln) >= b_w)
+            ln = to_device(lnarrow.reshape(-1, 1), t.device)
+            dt = t.dtype if t.is_floating_point() else torch.bool
+            mL, mR = (mL & ln).to(dt).view(bs, 1, 1, -1), (mR & ~ln).to(dt).view(bs, 1, 1, -1)
+            _select(mL, S[..., :Ln*P], N, S[..., :Ln*P])
+            _select(mR, S[..., (w-Ln)*P:], N, S[..., (w-Ln)*P:])
+        if inplace: scratch.adopt('a', t)
+        return res
+
+# %% ../nbs/01_geometry.ipynb #7d0002cc
 def provenance_batch(bs:int, c:int, h:int, w:int, dtype=torch.float64)->Tensor:
     "A (bs, c, h, w) batch whose every pixel holds its own flat position `(b·h + i)·w + j` (same in every channel)"
     return torch.arange(bs*h*w, dtype=dtype).view(bs, 1, h, w).expand(bs, c, h, w).contiguous()
@@ -120,7 +255,7 @@ def decode_provenance(x:Tensor, h:int, w:int)->tuple:
     v = x.round().long()
     return v // (h*w), v // w % h, v % w
 
-# %% ../nbs/01_geometry.ipynb #0415dc0c
+# %% ../nbs/01_geometry.ipynb #02bc5872
 def cutmix_boxes(
     lam:np.ndarray, # (n,) λ drawn from Beta(α, α)
     cy:np.ndarray, cx:np.ndarray, # (n,) integer box centres, uniform over the image
@@ -133,7 +268,7 @@ def cutmix_boxes(
     boxes = np.stack([np.clip(y0, 0, h), np.clip(y0 + bh, 0, h), np.clip(x0, 0, w), np.clip(x0 + bw, 0, w)], -1)
     return boxes, 1. - (boxes[:, 1] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 2]) / (h * w)
 
-# %% ../nbs/01_geometry.ipynb #d1bab915
+# %% ../nbs/01_geometry.ipynb #4c04aa82
 def ricap_rects(
     bw:np.ndarray, bh:np.ndarray, # (n,) integer boundary point
     oy:np.ndarray, ox:np.ndarray, # (n, 4) uniform [0, 1) draws placing each crop in its source
