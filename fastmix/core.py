@@ -64,7 +64,7 @@ def _mixed_ce(pred, Y, weights, ignore_index, red):
     w = weights.to(lsm.dtype).mul(Y != ignore_index)  # an ignored target adds nothing, as in `F.cross_entropy`
     if red == 'none': return -(picked * w).sum(1)
     # the reduction's sign and scale go into the weights (no gradient there): one dot product is the whole loss
-    return torch.dot(picked.view(-1), w.mul_(-1 / len(pred) if red == 'mean' else -1).view(-1))
+    return torch.dot(picked.reshape(-1), w.mul_(-1 / len(pred) if red == 'mean' else -1).reshape(-1))
 
 def mixed_loss(
     lf, # The original loss function

@@ -73,8 +73,9 @@ def test_mixed_ce_with_ignored_targets(ignore_index, red, K):
     Y = torch.randint(0, 5, (8, K), generator=g)
     Y[1, 0] = Y[4, K-1] = ignore_index
     w = torch.rand(8, K, generator=g, dtype=torch.float64); w /= w.sum(1, keepdim=True)
+    if K == 2: w = w[:1].expand(8, K)  # per-batch weights are one row broadcast, as the handler uploads them
     lf = CrossEntropyLossFlat(ignore_index=ignore_index, reduction=red)
-    got = mixed_loss(lf, pred, Y, w)
+    got = mixed_loss(lf, pred, Y.T.contiguous().T, w)  # as `after_loss` gathers them: (B, K), column-major
     per = sum(w[:, k] * F.cross_entropy(pred, Y[:, k], reduction='none', ignore_index=ignore_index) for k in range(K))
     exp = per.mean() if red == 'mean' else per.sum() if red == 'sum' else per
     torch.testing.assert_close(got, exp)
