@@ -202,7 +202,7 @@ def proto_classes(loop_threads=1):
         finally: torch.set_num_threads(n)
 
     class BlendP(Blend):
-        def apply(self, t, inplace=False):
+        def apply(self, t, inplace=False, scratch=None):
             if inplace and self.keep_base and self.idx.shape[0] == 2 and _per_image(t):
                 # in place along the cycles of π: `t[i] ← lerp(t[i], t[π(i)], w_i)` reads `t[π(i)]` before it is
                 # overwritten; only the first image of a cycle is saved, for the last one. No batch-sized temporary.
@@ -214,10 +214,10 @@ def proto_classes(loop_threads=1):
                         for i, j in zip(c, c[1:]): t[i].lerp_(t[j], w[i])
                         t[c[-1]].lerp_(first, w[c[-1]])
                 return t
-            return super().apply(t, inplace)
+            return super().apply(t, inplace, scratch)
 
     class PasteP(Paste):
-        def _per_batch(self, t, inplace):
+        def _per_batch(self, t, inplace, scratch=None):
             K = self.idx.shape[0]
             if self.keep_base and K == 2 and inplace and _per_image(t):  # CutMix: one box, in place along the cycles
                 return self._cycle_paste(t, [self.rects[0, 1].tolist()] * t.shape[0])
@@ -230,9 +230,9 @@ def proto_classes(loop_threads=1):
                         if y1 > y0 and x1 > x0:
                             torch.index_select(src[..., sy:sy+y1-y0, sx:sx+x1-x0], 0, self.idx[k], out=out[..., y0:y1, x0:x1])
                 return out
-            return super()._per_batch(t, inplace)
+            return super()._per_batch(t, inplace, scratch)
 
-        def _per_sample(self, t, inplace):
+        def _per_sample(self, t, inplace, scratch=None):
             if _per_image(t):
                 if self.keep_base and self.idx.shape[0] == 2 and (self.rects[:, 1, 4:] == self.rects[:, 1, [0, 2]]).all():
                     if inplace: return self._cycle_paste(t, self.rects[:, 1].tolist())
@@ -243,7 +243,7 @@ def proto_classes(loop_threads=1):
                             for k, (y0, y1, x0, x1, sy, sx) in enumerate(rb):
                                 if y1 > y0 and x1 > x0: out[b, ..., y0:y1, x0:x1] = src[idx[k][b], ..., sy:sy+y1-y0, sx:sx+x1-x0]
                     return out
-            return super()._per_sample(t, inplace)
+            return super()._per_sample(t, inplace, scratch)
 
         scratch = None  # a dict: keep one private buffer per (shape, dtype, device) and paste in place from a copy
         def _src_dst(self, t, inplace):
