@@ -115,6 +115,11 @@ def _windows(flat:Tensor, starts:np.ndarray, out:Tensor)->Tensor:
         out.index_copy_(0, to_device(bad, dev), ends.as_strided((3 * n + 1, n), (1, 1)).index_select(0, to_device(es, dev)))
     return out
 
+def _span(lo, hi, n:int)->np.ndarray:
+    "(len(lo), n) host mask of `lo <= i < hi`, per row"
+    i = np.arange(n)
+    return (i >= np.asarray(lo)[:, None]) & (i < np.asarray(hi)[:, None])
+
 def _select(m:Tensor, a:Tensor, b:Tensor, out:Tensor)->Tensor:
     "`b` where the 0/1 mask `m` is 1, else `a`, into `out` (which may be `a`)"
     if a.is_floating_point(): return torch.lerp(a, b, m, out=out)  # exact for weights 0 and 1, and faster than `where`
@@ -197,10 +202,8 @@ class Paste:
     def _per_sample(self, t, inplace, scratch):
         (h, w), dev = t.shape[-2:], t.device
         if self.is_box():
-            r = self.rects_on(dev)[:, 1]
-            dt = t.dtype if t.is_floating_point() else torch.bool
-            rows = ((torch.arange(h, device=dev) >= r[:, :1]) & (torch.arange(h, device=dev) < r[:, 1:2])).to(dt)
-            cols = ((torch.arange(w, device=dev) >= r[:, 2:3]) & (torch.arange(w, device=dev) < r[:, 3:4])).to(dt)
+            r, dt = self.rects[:, 1], t.dtype if t.is_floating_point() else torch.bool
+            rows, cols = (to_device(_span(r[:, a], r[:, a+1], n), dev).to(dt) for a, n in ((0, h), (2, w)))
             m = torch.mul(rows[:, :, None], cols[:, None, :], out=scratch('mask', rows, (len(r), h, w)))
             partner = take_images(t, self.idx[1], scratch('a', t))
             return _select(m.view(t.shape[0], *[1]*(t.ndim-3), h, w), t, partner, t if inplace else torch.empty_like(t))
@@ -234,12 +237,11 @@ class Paste:
         if Ln:
             N = _windows(flat, np.where(lnarrow, left, right + (w - Ln) * P).reshape(-1), scratch('n', t, (bs * m * h, Ln * P)))
             N = N.view(bs, m, h, Ln * P)
-            col = to_device(np.repeat(np.arange(Ln), P), t.device)
-            b_w = to_device(bw, t.device)[:, None]
-            mL, mR = (col < b_w), (col + (w - Ln) >= b_w)
-            ln = to_device(lnarrow.reshape(-1, 1), t.device)
-            dt = t.dtype if t.is_floating_point() else torch.bool
-            mL, mR = (mL & ln).to(dt).view(bs, 1, 1, -1), (mR & ~ln).to(dt).view(bs, 1, 1, -1)
+            # column masks of the narrow piece, in the left region (left-narrow images) and the right one (the others)
+            ln = lnarrow.reshape(-1, 1)
+            mL, mR = _span(0 * bw, bw, Ln) & ln, _span(bw - (w - Ln), 0 * bw + Ln, Ln) & ~ln
+            mL, mR = to_device(np.repeat(np.stack([mL, mR]), P, -1), t.device).to(t.dtype if t.is_floating_point() else torch.bool)
+            mL, mR = mL.view(bs, 1, 1, -1), mR.view(bs, 1, 1, -1)
             _select(mL, S[..., :Ln*P], N, S[..., :Ln*P])
             _select(mR, S[..., (w-Ln)*P:], N, S[..., (w-Ln)*P:])
         if inplace: scratch.adopt('a', t)
