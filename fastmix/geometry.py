@@ -116,9 +116,14 @@ def _windows(flat:Tensor, starts:np.ndarray, out:Tensor)->Tensor:
     return out
 
 def _span(lo, hi, n:int)->np.ndarray:
-    "(len(lo), n) host mask of `lo <= i < hi`, per row"
+    "(len(lo), n) host mask of `lo <= i < hi`, per row (`lo` or `hi` may be one number)"
+    lo, hi = np.broadcast_arrays(lo, hi)
     i = np.arange(n)
-    return (i >= np.asarray(lo)[:, None]) & (i < np.asarray(hi)[:, None])
+    return (i >= lo[:, None]) & (i < hi[:, None])
+
+def _mask_like(a:np.ndarray, t:Tensor)->Tensor:
+    "Host 0/1 mask on `t`'s device, as `_select` wants it for `t`: `t`'s float dtype, or bool for integer `t`"
+    return to_device(a, t.device).to(t.dtype if t.is_floating_point() else torch.bool)
 
 def _select(m:Tensor, a:Tensor, b:Tensor, out:Tensor)->Tensor:
     "`b` where the 0/1 mask `m` is 1, else `a`, into `out` (which may be `a`)"
@@ -202,8 +207,8 @@ class Paste:
     def _per_sample(self, t, inplace, scratch):
         (h, w), dev = t.shape[-2:], t.device
         if self.is_box():
-            r, dt = self.rects[:, 1], t.dtype if t.is_floating_point() else torch.bool
-            rows, cols = (to_device(_span(r[:, a], r[:, a+1], n), dev).to(dt) for a, n in ((0, h), (2, w)))
+            r = self.rects[:, 1]
+            rows, cols = (_mask_like(_span(r[:, a], r[:, a+1], n), t) for a, n in ((0, h), (2, w)))
             m = torch.mul(rows[:, :, None], cols[:, None, :], out=scratch('mask', rows, (len(r), h, w)))
             partner = take_images(t, self.idx[1], scratch('a', t))
             return _select(m.view(t.shape[0], *[1]*(t.ndim-3), h, w), t, partner, t if inplace else torch.empty_like(t))
@@ -239,8 +244,8 @@ class Paste:
             N = N.view(bs, m, h, Ln * P)
             # column masks of the narrow piece, in the left region (left-narrow images) and the right one (the others)
             ln = lnarrow.reshape(-1, 1)
-            mL, mR = _span(0 * bw, bw, Ln) & ln, _span(bw - (w - Ln), 0 * bw + Ln, Ln) & ~ln
-            mL, mR = to_device(np.repeat(np.stack([mL, mR]), P, -1), t.device).to(t.dtype if t.is_floating_point() else torch.bool)
+            mL, mR = _span(0, bw, Ln) & ln, _span(bw - (w - Ln), Ln, Ln) & ~ln
+            mL, mR = _mask_like(np.repeat(np.stack([mL, mR]), P, -1), t)
             mL, mR = mL.view(bs, 1, 1, -1), mR.view(bs, 1, 1, -1)
             _select(mL, S[..., :Ln*P], N, S[..., :Ln*P])
             _select(mR, S[..., (w-Ln)*P:], N, S[..., (w-Ln)*P:])
