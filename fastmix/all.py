@@ -13,5 +13,6 @@ from .mixup import MixUp
 from .cutmix import CutMix
 from .ricap import RICAP
 from .cutmixup import MixChoice, CutMixUp
+from .manifold import ManifoldMixUp
 from .preview import show_mix, mixed_preview_batch, label_shares
-__all__ = ['Mix', 'MixHandler', 'mixed_loss', 'MixUp', 'CutMix', 'RICAP', 'MixChoice', 'CutMixUp', 'show_mix', 'mixed_preview_batch', 'label_shares']
+__all__ = ['Mix', 'MixHandler', 'mixed_loss', 'MixUp', 'CutMix', 'RICAP', 'MixChoice', 'CutMixUp', 'ManifoldMixUp', 'show_mix', 'mixed_preview_batch', 'label_shares']

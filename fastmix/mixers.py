@@ -12,6 +12,7 @@ from .mixup import MixUp
 from .cutmix import CutMix
 from .ricap import RICAP
 from .cutmixup import CutMixUp
+from .manifold import ManifoldMixUp
 
 # %% auto #0
 __all__ = ['MIXERS', 'Mixer']
@@ -27,4 +28,5 @@ class Mixer:
         "A new callback: `cls(**self.kwargs, **kwargs)`"
         return self.cls(**{**self.kwargs, **kwargs})
 
-MIXERS = {m.name: m for m in [Mixer('mixup', MixUp), Mixer('cutmix', CutMix), Mixer('ricap', RICAP), Mixer('cutmixup', CutMixUp)]}
+MIXERS = {m.name: m for m in [Mixer('mixup', MixUp), Mixer('cutmix', CutMix), Mixer('ricap', RICAP), Mixer('cutmixup', CutMixUp),
+                              Mixer('manifold', ManifoldMixUp)]}
