@@ -135,10 +135,11 @@ def ece(p, y, n_bins:int=N_BINS)->float:
 
 # ---------------------------------------------------------------------------------------------------------- runs
 def methods(sel=None):
-    "name → factory(seed) of the callback (None for the baseline); CutMixUp joins when fastmix has it"
+    "name → factory(seed) of the callback (None for the baseline); CutMixUp and ManifoldMixUp join when fastmix has them"
     ms = {'baseline': lambda s: None, 'MixUp': lambda s: fm.MixUp(seed=s), 'CutMix': lambda s: fm.CutMix(seed=s),
           'RICAP': lambda s: fm.RICAP(seed=s)}
     if hasattr(fm, 'CutMixUp'): ms['CutMixUp'] = lambda s: fm.CutMixUp(seed=s)
+    if hasattr(fm, 'ManifoldMixUp'): ms['ManifoldMixUp'] = lambda s: fm.ManifoldMixUp(seed=s)
     if sel: ms = {k: v for k, v in ms.items() if k in sel}
     return ms
 
@@ -308,6 +309,33 @@ def plot_reliability(runs, names, path):
     fig.suptitle('Reliability on the test set, predictions of all seeds pooled (15 equal-width confidence bins)', fontsize=9)
     fig.tight_layout(); fig.savefig(path, dpi=110); plt.close(fig)
 
+# ---------------------------------------------------------------------------------------------------------- reuse
+SAME = ('n_train', 'n_test', 'split_seed', 'epochs', 'bs', 'lr', 'threads')
+
+def run_key(r)->tuple: return r[0:4] if isinstance(r, tuple) else (r['method'], r['seed'], r['n_train'], r['epochs'])
+
+def run_reusing(jobs:list, a, log:Path)->tuple:
+    "Run the jobs `a.reuse`'s runs lack; retrain its first baseline run as a check. Return all results, in job order, and what was reused"
+    old = json.loads(Path(a.reuse).read_text())
+    mine = dict(n_train=a.n_train, n_test=a.n_test or 10000, split_seed=a.split_seed, epochs=a.epochs, bs=a.bs,
+                lr=a.lr, threads=a.threads)
+    bad = {k: (old['config'].get(k), mine[k]) for k in SAME if old['config'].get(k) != mine[k]}
+    if bad: sys.exit(f"--reuse {a.reuse}: made with other settings (saved, now): {bad}")
+    have = {run_key(r): r for r in old['runs'] + old.get('sweep_runs', [])}
+    todo = [j for j in jobs if run_key(j) not in have]
+    check = next((j for j in jobs if run_key(j) in have and j[0] == 'baseline'), None)
+    print(f"reusing {len(jobs) - len(todo)} runs of {a.reuse} ({old['date']}, commit {old['machine']['git_commit']}); "
+          f"training {len(todo)}" + (f", and {check[0]} seed {check[1]} again as a check" if check else ''), flush=True)
+    done = run_all(([check] if check else []) + todo, a, log)
+    new = {run_key(r): r for r in done[1 if check else 0:]}
+    info = dict(source=str(a.reuse), date=old['date'], git_commit=old['machine']['git_commit'],
+                reused=sorted({j[0] for j in jobs if run_key(j) in have}), trained=sorted({j[0] for j in todo}))
+    if check:
+        o, c = have[run_key(check)], done[0]
+        info['check'] = dict(method=check[0], seed=check[1], **{f'{k}_{w}': r[k] for k in ('test_err', 'test_nll')
+                             for w, r in (('saved', o), ('again', c))}, identical=o['epoch_err'] == c['epoch_err'])
+    return [new.get(run_key(j)) or have[run_key(j)] for j in jobs], info
+
 # ---------------------------------------------------------------------------------------------------------- main
 def machine():
     cpu = platform.processor() or ''
@@ -345,6 +373,9 @@ def parse_args(argv=None):
     p.add_argument('--threads', type=int, default=1, help='torch threads per run (default 1: small convolutions '
                    'scale badly across threads, and very badly on a busy machine)')
     p.add_argument('--out', default=None, help='output folder (default benchmarks/results; --quick: a temp folder)')
+    p.add_argument('--reuse', default=None, metavar='JSON', help='reuse the runs of a saved quality.json made with '
+                   'the same settings: train only the runs it lacks, and train its first baseline run again to check '
+                   'that runs repeat exactly (the check is reported)')
     p.add_argument('--report', default=None, metavar='JSON', help="don't train: rebuild quality.md and the plots "
                    'in --out from a saved quality.json')
     a = p.parse_args(argv)
@@ -369,6 +400,9 @@ def main(argv=None):
     note = ('CutMixUp is included (constructed with its defaults).' if 'CutMixUp' in names else
             'CutMixUp is in this fastmix but not selected (--methods).' if hasattr(fm, 'CutMixUp') else
             'CutMixUp is not in this fastmix (`fastmix.all.CutMixUp` missing): skipped.')
+    if 'ManifoldMixUp' in names:
+        note += (' ManifoldMixUp mixes, each batch, the output of one of the model\'s first four blocks (the stem '
+                 'conv and the three ResBlocks: `fastmix.manifold.default_modules`), drawn uniformly.')
     print(f"fastmix quality study -> {out}\n{note}\nmethods {names}, {a.seeds} seeds, {a.epochs} epochs, "
           f"{a.n_train} training images, {a.n_test or 10000} test images; {a.jobs} runs at a time, "
           f"{a.threads} thread(s) each", flush=True)
@@ -384,7 +418,7 @@ def main(argv=None):
     log = out/'quality_partial.jsonl'
     log.unlink(missing_ok=True)
     t0 = time.perf_counter()
-    res_all = run_all(jobs, a, log)
+    res_all, reuse = run_reusing(jobs, a, log) if a.reuse else (run_all(jobs, a, log), None)
     t_total = time.perf_counter() - t0
     nm = len(names) * a.seeds
     mach = machine()
@@ -398,7 +432,7 @@ def main(argv=None):
                jobs=a.jobs, threads=a.threads, quick=a.quick)
     res = dict(date=_datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z'), command=cmd, machine=mach,
                config=cfg, note=note, wall_total_s=t_total, cpu_total_s=sum(r['cpu_s'] for r in res_all),
-               runs=res_all[:nm], sweep_runs=res_all[nm:])
+               runs=res_all[:nm], sweep_runs=res_all[nm:], **({'reuse': reuse} if reuse else {}))
     report(res, out)
     log.unlink(missing_ok=True)
     return res
@@ -444,7 +478,18 @@ def report(res:dict, out:Path):
            f"- time of the whole study: {t_total/60:.1f} min wall, {cpu_total/60:.1f} min CPU in the runs "
            f"(≈ {cpu_total/60/max(cfg['jobs'], 1):.1f} min wall on {cfg['jobs']} idle core(s)); the machine was "
            "shared with other jobs, so wall times are indicative",
-           '- plots: `quality_error.png` (test error per epoch), `quality_reliability.png` (reliability diagram)', '']
+           '- plots: `quality_error.png` (test error per epoch), `quality_reliability.png` (reliability diagram)']
+    if res.get('reuse'):
+        u = res['reuse']
+        md += [f"- runs of {', '.join(u['reused'])} reused from `{u['source']}` ({u['date']}, commit {u['git_commit']}); "
+               f"trained now: {', '.join(u['trained']) or 'none'}; the machine, software and wall time above are this "
+               "invocation's, the CPU time counts every run"]
+        if 'check' in u:
+            c = u['check']
+            md += [f"- reuse check: {c['method']} seed {c['seed']} trained again: test error {100*c['test_err_again']:.2f}% "
+                   f"(saved {100*c['test_err_saved']:.2f}%), NLL {c['test_nll_again']:.4f} (saved {c['test_nll_saved']:.4f}): "
+                   + ('identical at every epoch' if c['identical'] else '**not identical**: the reused runs are not exactly comparable')]
+    md += ['']
     (out/'quality.md').write_text('\n'.join(md))
     print('\n'.join(md))
     print(f"wrote {out/'quality.json'}, {out/'quality.md'}, {out/'quality_error.png'}, {out/'quality_reliability.png'}")
