@@ -332,7 +332,7 @@ def run_reusing(jobs:list, a, log:Path)->tuple:
                 reused=sorted({j[0] for j in jobs if run_key(j) in have}), trained=sorted({j[0] for j in todo}))
     if check:
         o, c = have[run_key(check)], done[0]
-        info['check'] = dict(method=check[0], seed=check[1], **{f'{k}_{w}': r[k] for k in ('test_err', 'test_nll')
+        info['check'] = dict(method=check[0], seed=check[1], **{f'{k}_{w}': r[k] for k in ('test_err', 'test_nll', 'cpu_s')
                              for w, r in (('saved', o), ('again', c))}, identical=o['epoch_err'] == c['epoch_err'])
     return [new.get(run_key(j)) or have[run_key(j)] for j in jobs], info
 
@@ -488,7 +488,9 @@ def report(res:dict, out:Path):
             c = u['check']
             md += [f"- reuse check: {c['method']} seed {c['seed']} trained again: test error {100*c['test_err_again']:.2f}% "
                    f"(saved {100*c['test_err_saved']:.2f}%), NLL {c['test_nll_again']:.4f} (saved {c['test_nll_saved']:.4f}): "
-                   + ('identical at every epoch' if c['identical'] else '**not identical**: the reused runs are not exactly comparable')]
+                   + ('identical at every epoch' if c['identical'] else '**not identical**: the reused runs are not exactly comparable')
+                   + (f"; its CPU time {c['cpu_s_again']:.0f} s against {c['cpu_s_saved']:.0f} s saved: time columns compare only "
+                      "runs of the same invocation" if 'cpu_s_again' in c else '')]
     md += ['']
     (out/'quality.md').write_text('\n'.join(md))
     print('\n'.join(md))
