@@ -15,7 +15,7 @@ __all__ = ['CutMix']
 
 # %% ../nbs/02_cutmix.ipynb #1e6d77f5
 class CutMix(MixHandler):
-    "CutMix: paste a box of area `(1−λ)·H·W` from `x[π]`, label weights the exact pixel shares (https://arxiv.org/abs/1905.04899)"
+    "CutMix: paste a box holding a `1−λ` share of the pixels from `x[π]`, label weights the exact shares (https://arxiv.org/abs/1905.04899)"
     def __init__(self,
         alpha:float=1., # α of Beta(α, α); a number or a schedule of training progress
         **kwargs # `p`, `mode`, `seed`, `off_epochs`, `off_pct` of `MixHandler`
@@ -24,14 +24,11 @@ class CutMix(MixHandler):
         self.alpha = check_number('alpha', alpha, 0, lo_open=True)
 
     def draw(self, x, on):
-        bs, (h, w) = x.shape[0], x.shape[-2:]
+        bs, size = x.shape[0], tuple(x.shape[2:])  # (L,), (H, W) or (D, H, W)
         n = 1 if on is None else bs
         lam = self.sample_beta('alpha', self.alpha, n)
         if on is not None: lam = np.where(on, lam, 1.)  # λ = 1: an empty box
-        boxes, lam = cutmix_boxes(lam, self.randint(h, n), self.randint(w, n), h, w)
-        rects = np.zeros((n, 2, 6), dtype=np.int64)
-        rects[:, 0, :4] = 0, h, 0, w
-        rects[:, 1, :4], rects[:, 1, 4:] = boxes, boxes[:, [0, 2]]  # the box stays where it was in the partner
-        idx = self.to_dev(np.stack([np.arange(bs), self.perm(bs)]), x.device)
-        weights = self.to_dev(np.broadcast_to(np.stack([lam, 1 - lam], -1), (bs, 2)).astype(np.float32), x.device)
-        return Mix(idx, weights, Paste(idx, rects, keep_base=True))
+        boxes, lam = cutmix_boxes(lam, np.stack([self.randint(s, n) for s in size], -1), size)
+        idx = to_device(self.pairs(bs), x.device)
+        weights = to_device(np.broadcast_to(np.stack([lam, 1 - lam], -1), (bs, 2)).astype(np.float32), x.device)
+        return Mix(idx, weights, BoxPaste(idx, boxes, size))

@@ -80,12 +80,14 @@ def test_schedule_going_out_of_range_fails_at_first_batch(method):
     with pytest.raises(ValueError, match=r"`p` must be in \[0, 1\], got 2\.0$"):
         METHODS[method](p=lambda pct: 2., seed=0).mix_batch((x,), (y,))
 
-@pytest.mark.parametrize('method,shape', [('cutmix', (4, 8, 8)), ('cutmix', (4, 3)), ('ricap', (4, 1, 3, 8, 8)),
-                                          ('ricap', (4, 8, 8))])
-def test_non_4d_batch_for_cut_methods(method, shape):
+@pytest.mark.parametrize('method,shape', [('cutmix', (4, 3)), ('cutmix', (4,)), ('ricap', (4, 1, 3, 8, 8, 2)),
+                                          ('ricap', (4, 12))])
+def test_batch_without_space_for_cut_methods(method, shape):
+    "Cut methods need 1 to 3 spatial axes after (B, C): a (B, F) table or a 6-D batch is a clear error"
     x = torch.randn(shape)
     name = CUTS[method].__name__
-    with pytest.raises(ValueError, match=rf"{name} mixes image batches of shape \(B, C, H, W\), got shape {re.escape(str(tuple(shape)))}$"):
+    with pytest.raises(ValueError, match=rf"{name} mixes batches of shape \(B, C, L\), \(B, C, H, W\) or \(B, C, D, H, W\), "
+                                         rf"got shape {re.escape(str(tuple(shape)))}$"):
         CUTS[method](seed=0).mix_batch((x,), (torch.arange(4),))
 
 @pytest.mark.parametrize('method', METHODS)
@@ -203,7 +205,7 @@ BORDER_CENTRES = [(0, 0), (0, W - 1), (H - 1, 0), (H - 1, W - 1), (0, W // 2), (
 @pytest.mark.parametrize('lam', [0., .3, .75, .99])
 def test_cutmix_boxes_clipped_at_every_border(lam):
     cy, cx = map(np.array, zip(*BORDER_CENTRES))
-    boxes, lam2 = cutmix_boxes(np.full(len(cy), lam), cy, cx, H, W)
+    boxes, lam2 = cutmix_boxes(np.full(len(cy), lam), np.stack([cy, cx], -1), (H, W))
     bh, bw = math.floor(H * math.sqrt(1 - lam) + .5), math.floor(W * math.sqrt(1 - lam) + .5)
     for (y0, y1, x0, x1), c_y, c_x, l in zip(boxes.tolist(), cy, cx, lam2):
         # the unclipped box cut to the image
