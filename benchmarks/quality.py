@@ -66,7 +66,7 @@ import torch.nn.functional as F
 from fastai.basics import *
 from fastai.layers import ConvLayer, ResBlock
 if str(ROOT) not in sys.path: sys.path.insert(0, str(ROOT))  # run from a checkout without installing
-import fastmix, fastmix.all as fm
+import fastmix
 from datetime import datetime as _datetime  # after fastai's star import, which rebinds `datetime`
 
 class ArrayDL(DataLoader):
@@ -134,19 +134,31 @@ def ece(p, y, n_bins:int=N_BINS)->float:
     return float(np.abs(s_acc - s_conf).sum() / cnt.sum())
 
 # ---------------------------------------------------------------------------------------------------------- runs
+def mixers()->dict:
+    "label → `Mixer` of every fastmix mixer (`fastmix.mixers.MIXERS`); the label is the class name, as in the tables"
+    from fastmix.mixers import MIXERS
+    return {m.cls.__name__: m for m in MIXERS.values()}
+
+def canonical(name:str)->str:
+    "The study's label of a method named by its label or its `MIXERS` name, in any case ('cutmix' → 'CutMix')"
+    labels = ['baseline', *mixers()]
+    if name.lower() not in {k.lower() for k in labels}:
+        raise SystemExit(f"unknown method {name!r}: choose from {', '.join(labels)}")
+    return next(k for k in labels if k.lower() == name.lower())
+
 def methods(sel=None):
-    "name → factory(seed) of the callback (None for the baseline); CutMixUp joins when fastmix has it"
-    ms = {'baseline': lambda s: None, 'MixUp': lambda s: fm.MixUp(seed=s), 'CutMix': lambda s: fm.CutMix(seed=s),
-          'RICAP': lambda s: fm.RICAP(seed=s)}
-    if hasattr(fm, 'CutMixUp'): ms['CutMixUp'] = lambda s: fm.CutMixUp(seed=s)
-    if sel: ms = {k: v for k, v in ms.items() if k in sel}
+    "label → factory(seed) of the callback (None for the baseline): the baseline and every mixer of `MIXERS`"
+    ms = {'baseline': lambda s: None} | {k: (lambda s, m=m: m(seed=s)) for k, m in mixers().items()}
+    if sel: ms = {k: v for k, v in ms.items() if k in {canonical(n) for n in sel}}
     return ms
 
 def method_args(name:str)->str:
-    "The constructor defaults the study uses for mixer `name` (all but the seed), as `k=v, ...`"
+    "The arguments the study builds mixer `name` with (all but the seed), as `k=v, ...`"
     import inspect
-    ps = inspect.signature(getattr(fm, name).__init__).parameters.values()
-    return ', '.join(f'{p.name}={p.default!r}' for p in ps if p.default is not inspect.Parameter.empty)
+    m = mixers()[name]
+    ps = inspect.signature(m.cls.__init__).parameters.values()
+    kw = {p.name: p.default for p in ps if p.default is not inspect.Parameter.empty} | m.kwargs
+    return ', '.join(f'{k}={v!r}' for k, v in kw.items())
 
 def run_one(d, method:str, seed:int, n_train:int, epochs:int, a, every_epoch:bool=True):
     "Train one model and return its test numbers; `every_epoch`: test after every epoch (else only after the last)"
@@ -366,13 +378,12 @@ def main(argv=None):
     cmd = 'python ' + ' '.join(shlex.quote(s) for s in ([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]
                                                          if argv is None else ['benchmarks/quality.py'] + list(argv)))
     names = list(methods(a.methods))
-    note = ('CutMixUp is included (constructed with its defaults).' if 'CutMixUp' in names else
-            'CutMixUp is in this fastmix but not selected (--methods).' if hasattr(fm, 'CutMixUp') else
-            'CutMixUp is not in this fastmix (`fastmix.all.CutMixUp` missing): skipped.')
+    left = [k for k in mixers() if k not in names]
+    note = 'Mixers: `fastmix.mixers.MIXERS`' + (f" (not selected with --methods: {', '.join(left)})." if left else ', all of it.')
     print(f"fastmix quality study -> {out}\n{note}\nmethods {names}, {a.seeds} seeds, {a.epochs} epochs, "
           f"{a.n_train} training images, {a.n_test or 10000} test images; {a.jobs} runs at a time, "
           f"{a.threads} thread(s) each", flush=True)
-    sm, kind = a.sweep_method, a.sweep
+    sm, kind = canonical(a.sweep_method), a.sweep
     do_sweep = kind != 'none' and bool(a.sweep_values) and sm in names and 'baseline' in names
     # seed-major order; the sweep's jobs go last (the costliest first), so the main runs finish first
     jobs = [(m, seed, a.n_train, a.epochs, a, True) for seed in range(a.seeds) for m in names]
