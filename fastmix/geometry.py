@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['to_device', 'Scratch', 'take_images', 'Blend', 'gather_pixels', 'Paste', 'provenance_batch', 'decode_provenance',
-           'cutmix_boxes', 'ricap_rects', 'MaskPaste', 'nearest_index', 'resize_batch', 'ResizePaste']
+__all__ = ['to_device', 'Scratch', 'take_images', 'Blend', 'gather_pixels', 'Paste', 'cutmix_boxes', 'ricap_rects', 'MaskPaste',
+           'nearest_index', 'resize_batch', 'ResizePaste']
 
 # %% ../nbs/41_geometry.ipynb #65eb0323
 def to_device(a, dev)->Tensor:
@@ -252,16 +252,6 @@ class Paste:
             _select(mR, S[..., (w-Ln)*P:], N, S[..., (w-Ln)*P:])
         if inplace: scratch.adopt('a', t)
         return res
-
-# %% ../nbs/41_geometry.ipynb #7d0002cc
-def provenance_batch(bs:int, c:int, h:int, w:int, dtype=torch.float64)->Tensor:
-    "A (bs, c, h, w) batch whose every pixel holds its own flat position `(b·h + i)·w + j` (same in every channel)"
-    return torch.arange(bs*h*w, dtype=dtype).view(bs, 1, h, w).expand(bs, c, h, w).contiguous()
-
-def decode_provenance(x:Tensor, h:int, w:int)->tuple:
-    "Inverse of `provenance_batch`: (image, row, column) of every pixel's source"
-    v = x.round().long()
-    return v // (h*w), v // w % h, v % w
 
 # %% ../nbs/41_geometry.ipynb #02bc5872
 def cutmix_boxes(
