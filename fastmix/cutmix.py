@@ -13,7 +13,7 @@ from .geometry import *
 # %% auto #0
 __all__ = ['minmax_boxes', 'CutMix']
 
-# %% ../nbs/02_cutmix.ipynb #5e9c12a1
+# %% ../nbs/02_cutmix.ipynb #a7991e99
 def minmax_boxes(
     fh:np.ndarray, fw:np.ndarray, # (n,) box sides as fractions of H and W, drawn uniformly in `minmax`
     oy:np.ndarray, ox:np.ndarray, # (n,) uniform [0, 1) draws placing the box among the positions where it fits
@@ -51,9 +51,6 @@ class CutMix(MixHandler):
         bs, (h, w) = x.shape[0], x.shape[-2:]
         n = 1 if on is None else bs
         boxes, lam = self.boxes(n, h, w, on)
-        rects = np.zeros((n, 2, 6), dtype=np.int64)
-        rects[:, 0, :4] = 0, h, 0, w
-        rects[:, 1, :4], rects[:, 1, 4:] = boxes, boxes[:, [0, 2]]  # the box stays where it was in the partner
-        idx = self.to_dev(np.stack([np.arange(bs), self.perm(bs)]), x.device)
-        weights = self.to_dev(np.broadcast_to(np.stack([lam, 1 - lam], -1), (bs, 2)).astype(np.float32), x.device)
-        return Mix(idx, weights, Paste(idx, rects, keep_base=True))
+        idx = to_device(self.pairs(bs), x.device)
+        weights = to_device(np.broadcast_to(np.stack([lam, 1 - lam], -1), (bs, 2)).astype(np.float32), x.device)
+        return Mix(idx, weights, BoxPaste(idx, boxes, (h, w)))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np, torch
 from fastai.basics import *
 from .core import *
+from .geometry import to_device
 from .mixup import MixUp
 from .cutmix import CutMix
 
@@ -20,7 +21,7 @@ class Select:
     "Per-image choice among geometries: image `b` takes its pixels from `geoms[pick[b]]`"
     def __init__(self, pick:Tensor, geoms:list):
         self.pick,self.geoms = pick,geoms
-        cuts = {g.cuts for g in geoms}
+        cuts = {g.cuts for g in geoms if g is not None}  # None: no image picked that mixer
         self.cuts = cuts.pop() if len(cuts) == 1 else None  # None: some blend, some cut
     def apply(self, t:Tensor, inplace:bool=False, scratch=None)->Tensor:
         out = None
@@ -61,7 +62,7 @@ class MixChoice(MixHandler):
         K = max(m.K for m in mixes if m is not None)
         idx = torch.arange(bs, device=x.device).expand(K, bs).clone()
         weights = torch.zeros(bs, K, device=x.device); weights[:, 0] = 1
-        pick_t = self.to_dev(pick, x.device)
+        pick_t = to_device(pick, x.device)
         for i, m in enumerate(mixes):
             if m is None: continue
             sel = pick_t == i

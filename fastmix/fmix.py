@@ -59,6 +59,6 @@ class FMix(MixHandler):
         if on is not None: k = np.where(on, k, 0)
         mask = top_mask(fourier_noise(self.rng, n, h, w, self.decay), k)
         share = k / (h * w)
-        idx = self.to_dev(np.stack([np.arange(bs), self.perm(bs)]), x.device)
-        weights = self.to_dev(np.broadcast_to(np.stack([1 - share, share], -1), (bs, 2)).astype(np.float32), x.device)
+        idx = to_device(self.pairs(bs), x.device)
+        weights = to_device(np.broadcast_to(np.stack([1 - share, share], -1), (bs, 2)).astype(np.float32), x.device)
         return Mix(idx, weights, MaskPaste(idx, mask))

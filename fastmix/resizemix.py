@@ -32,7 +32,7 @@ class ResizeMix(MixHandler):
         bh, bw = np.floor(tau * h + .5).astype(np.int64), np.floor(tau * w + .5).astype(np.int64)
         y0, x0 = self.randint(h - bh + 1, n), self.randint(w - bw + 1, n)  # the box lies inside the image
         share = bh * bw / (h * w)
-        partner = self.perm(bs)
-        idx = self.to_dev(np.stack([np.arange(bs), partner]), x.device)
-        weights = self.to_dev(np.broadcast_to(np.stack([1 - share, share], -1), (bs, 2)).astype(np.float32), x.device)
-        return Mix(idx, weights, ResizePaste(idx, np.stack([y0, y0 + bh, x0, x0 + bw], -1), partner))
+        pairs = self.pairs(bs)
+        idx = to_device(pairs, x.device)
+        weights = to_device(np.broadcast_to(np.stack([1 - share, share], -1), (bs, 2)).astype(np.float32), x.device)
+        return Mix(idx, weights, ResizePaste(idx, np.stack([y0, y0 + bh, x0, x0 + bw], -1), pairs[1]))
