@@ -359,6 +359,9 @@ def parse_args(argv=None):
     p.add_argument('--out', default=None, help='output folder (default benchmarks/results; --quick: a temp folder)')
     p.add_argument('--report', default=None, metavar='JSON', help="don't train: rebuild quality.md and the plots "
                    'in --out from a saved quality.json')
+    p.add_argument('--add-to', default=None, metavar='JSON', help='train only --methods (not the baseline) with the '
+                   "saved study's protocol and seeds, add their runs to it (replacing runs of the same method) and "
+                   'rebuild the report in --out; pairing holds because a seed fixes the initialisation and batches')
     a = p.parse_args(argv)
     if a.quick:
         a.seeds, a.epochs, a.n_train, a.n_test = 1, 1, 512, 1000
@@ -373,6 +376,7 @@ def parse_args(argv=None):
 def main(argv=None):
     a = parse_args(argv)
     if a.report: return report(json.loads(Path(a.report).read_text()), Path(a.out))
+    if a.add_to: return add_to(json.loads(Path(a.add_to).read_text()), a)
     check_data()
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     cmd = 'python ' + ' '.join(shlex.quote(s) for s in ([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]
@@ -410,6 +414,35 @@ def main(argv=None):
     res = dict(date=_datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z'), command=cmd, machine=mach,
                config=cfg, note=note, wall_total_s=t_total, cpu_total_s=sum(r['cpu_s'] for r in res_all),
                runs=res_all[:nm], sweep_runs=res_all[nm:])
+    report(res, out)
+    log.unlink(missing_ok=True)
+    return res
+
+PROTOCOL = ('n_train', 'n_test', 'split_seed', 'epochs', 'seeds', 'bs', 'lr')
+
+def add_to(res:dict, a):
+    "Train `a.methods` with the protocol of the saved study `res` and add their runs to it, then report"
+    cfg = res['config']
+    for k in PROTOCOL: setattr(a, k, cfg[k])  # the saved study's protocol, whatever the command line says
+    a.n_test = None if cfg['n_test'] == 10000 else cfg['n_test']
+    new = [m for m in (a.methods or []) if m != 'baseline']
+    if not new or any(m not in methods() for m in new): sys.exit(f"--add-to needs --methods among {list(methods())[1:]}")
+    check_data()
+    print(f"adding {new} to the study of {res['date']} ({cfg['seeds']} seeds, {cfg['epochs']} epochs, "
+          f"{cfg['n_train']} training images); {a.jobs} runs at a time", flush=True)
+    out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
+    log = out/'quality_partial.jsonl'
+    log.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    runs = run_all([(m, seed, cfg['n_train'], cfg['epochs'], a, True) for seed in range(cfg['seeds']) for m in new], a, log)
+    res['runs'] = [r for r in res['runs'] if r['method'] not in new] + runs
+    cfg['methods'] = [m for m in cfg['methods'] if m not in new] + new
+    cfg['method_args'].update({m: method_args(m) for m in new})
+    res['wall_total_s'] += time.perf_counter() - t0
+    res['cpu_total_s'] = sum(r['cpu_s'] for r in res['runs'] + res['sweep_runs'])
+    res.setdefault('added', []).append(dict(methods=new, date=_datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z'),
+        command='python benchmarks/quality.py ' + ' '.join(shlex.quote(s) for s in sys.argv[1:]), machine=machine(),
+        jobs=a.jobs, threads=a.threads))
     report(res, out)
     log.unlink(missing_ok=True)
     return res
@@ -455,6 +488,9 @@ def report(res:dict, out:Path):
            f"- time of the whole study: {t_total/60:.1f} min wall, {cpu_total/60:.1f} min CPU in the runs "
            f"(≈ {cpu_total/60/max(cfg['jobs'], 1):.1f} min wall on {cfg['jobs']} idle core(s)); the machine was "
            "shared with other jobs, so wall times are indicative",
+           *[f"- {', '.join(d['methods'])} added on {d['date']} by `{d['command']}` (same protocol and seeds, commit "
+             f"{d['machine']['git_commit'] or '?'}, {d['jobs']} run(s) at a time): their runs are paired with the "
+             "baseline runs above" for d in res.get('added', [])],
            '- plots: `quality_error.png` (test error per epoch), `quality_reliability.png` (reliability diagram)', '']
     (out/'quality.md').write_text('\n'.join(md))
     print('\n'.join(md))
