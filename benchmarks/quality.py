@@ -320,6 +320,33 @@ def plot_reliability(runs, names, path):
     fig.suptitle('Reliability on the test set, predictions of all seeds pooled (15 equal-width confidence bins)', fontsize=9)
     fig.tight_layout(); fig.savefig(path, dpi=110); plt.close(fig)
 
+# ---------------------------------------------------------------------------------------------------------- reuse
+SAME = ('n_train', 'n_test', 'split_seed', 'epochs', 'bs', 'lr', 'threads')
+
+def run_key(r)->tuple: return r[0:4] if isinstance(r, tuple) else (r['method'], r['seed'], r['n_train'], r['epochs'])
+
+def run_reusing(jobs:list, a, log:Path)->tuple:
+    "Run the jobs `a.reuse`'s runs lack; retrain its first baseline run as a check. Return all results, in job order, and what was reused"
+    old = json.loads(Path(a.reuse).read_text())
+    mine = dict(n_train=a.n_train, n_test=a.n_test or 10000, split_seed=a.split_seed, epochs=a.epochs, bs=a.bs,
+                lr=a.lr, threads=a.threads)
+    bad = {k: (old['config'].get(k), mine[k]) for k in SAME if old['config'].get(k) != mine[k]}
+    if bad: sys.exit(f"--reuse {a.reuse}: made with other settings (saved, now): {bad}")
+    have = {run_key(r): r for r in old['runs'] + old.get('sweep_runs', [])}
+    todo = [j for j in jobs if run_key(j) not in have]
+    check = next((j for j in jobs if run_key(j) in have and j[0] == 'baseline'), None)
+    print(f"reusing {len(jobs) - len(todo)} runs of {a.reuse} ({old['date']}, commit {old['machine']['git_commit']}); "
+          f"training {len(todo)}" + (f", and {check[0]} seed {check[1]} again as a check" if check else ''), flush=True)
+    done = run_all(([check] if check else []) + todo, a, log)
+    new = {run_key(r): r for r in done[1 if check else 0:]}
+    info = dict(source=str(a.reuse), date=old['date'], git_commit=old['machine']['git_commit'],
+                reused=sorted({j[0] for j in jobs if run_key(j) in have}), trained=sorted({j[0] for j in todo}))
+    if check:
+        o, c = have[run_key(check)], done[0]
+        info['check'] = dict(method=check[0], seed=check[1], **{f'{k}_{w}': r[k] for k in ('test_err', 'test_nll')
+                             for w, r in (('saved', o), ('again', c))}, identical=o['epoch_err'] == c['epoch_err'])
+    return [new.get(run_key(j)) or have[run_key(j)] for j in jobs], info
+
 # ---------------------------------------------------------------------------------------------------------- main
 def machine():
     cpu = platform.processor() or ''
@@ -357,6 +384,9 @@ def parse_args(argv=None):
     p.add_argument('--threads', type=int, default=1, help='torch threads per run (default 1: small convolutions '
                    'scale badly across threads, and very badly on a busy machine)')
     p.add_argument('--out', default=None, help='output folder (default benchmarks/results; --quick: a temp folder)')
+    p.add_argument('--reuse', default=None, metavar='JSON', help='reuse the runs of a saved quality.json made with '
+                   'the same settings: train only the runs it lacks, and train its first baseline run again to check '
+                   'that runs repeat exactly (the check is reported)')
     p.add_argument('--report', default=None, metavar='JSON', help="don't train: rebuild quality.md and the plots "
                    'in --out from a saved quality.json')
     p.add_argument('--add-to', default=None, metavar='JSON', help='train only --methods (not the baseline) with the '
@@ -399,7 +429,7 @@ def main(argv=None):
     log = out/'quality_partial.jsonl'
     log.unlink(missing_ok=True)
     t0 = time.perf_counter()
-    res_all = run_all(jobs, a, log)
+    res_all, reuse = run_reusing(jobs, a, log) if a.reuse else (run_all(jobs, a, log), None)
     t_total = time.perf_counter() - t0
     nm = len(names) * a.seeds
     mach = machine()
@@ -413,7 +443,7 @@ def main(argv=None):
                jobs=a.jobs, threads=a.threads, quick=a.quick)
     res = dict(date=_datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z'), command=cmd, machine=mach,
                config=cfg, note=note, wall_total_s=t_total, cpu_total_s=sum(r['cpu_s'] for r in res_all),
-               runs=res_all[:nm], sweep_runs=res_all[nm:])
+               runs=res_all[:nm], sweep_runs=res_all[nm:], **({'reuse': reuse} if reuse else {}))
     report(res, out)
     log.unlink(missing_ok=True)
     return res
