@@ -20,7 +20,7 @@ class Select:
     "Per-image choice among geometries: image `b` takes its pixels from `geoms[pick[b]]`"
     def __init__(self, pick:Tensor, geoms:list):
         self.pick,self.geoms = pick,geoms
-        cuts = {g.cuts for g in geoms}
+        cuts = {g.cuts for g in geoms if g is not None}  # a mixer no image picked has no geometry
         self.cuts = cuts.pop() if len(cuts) == 1 else None  # None: some blend, some cut
     def apply(self, t:Tensor, inplace:bool=False, scratch=None)->Tensor:
         out = None
@@ -79,4 +79,6 @@ class CutMixUp(MixChoice):
         **kwargs # `p`, `mode`, `seed`, `off_epochs`, `off_pct` of `MixHandler`
     ):
         switch_prob = check_number('switch_prob', switch_prob, 0, 1, sched_ok=False)
-        super().__init__([MixUp(mixup_alpha), CutMix(cutmix_alpha)], [1 - switch_prob, switch_prob], **kwargs)
+        # seeded so that building them leaves Python's `random` alone: `MixChoice` gives them its own generator
+        mixers = [MixUp(mixup_alpha, seed=0), CutMix(cutmix_alpha, seed=0)]
+        super().__init__(mixers, [1 - switch_prob, switch_prob], **kwargs)
