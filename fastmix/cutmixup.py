@@ -88,4 +88,6 @@ class CutMixUp(MixChoice):
         **kwargs # `p`, `mode`, `seed`, `off_epochs`, `off_pct` of `MixHandler`
     ):
         switch_prob = check_number('switch_prob', switch_prob, 0, 1, sched_ok=False)
-        super().__init__([MixUp(mixup_alpha), CutMix(cutmix_alpha)], [1 - switch_prob, switch_prob], **kwargs)
+        # seeded so that building them leaves Python's `random` alone: `MixChoice` gives them its own generator
+        mixers = [MixUp(mixup_alpha, seed=0), CutMix(cutmix_alpha, seed=0)]
+        super().__init__(mixers, [1 - switch_prob, switch_prob], **kwargs)
