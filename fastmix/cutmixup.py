@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np, torch
 from fastai.basics import *
 from .core import *
+from .geometry import to_device
 from .mixup import MixUp
 from .cutmix import CutMix
 
@@ -69,7 +70,7 @@ class MixChoice(MixHandler):
         K = max(m.K for m in mixes if m is not None)
         idx = torch.arange(bs, device=x.device).expand(K, bs).clone()
         weights = torch.zeros(bs, K, device=x.device); weights[:, 0] = 1
-        pick_t = self.to_dev(pick, x.device)
+        pick_t = to_device(pick, x.device)
         for i, m in enumerate(mixes):
             if m is None: continue
             sel = pick_t == i

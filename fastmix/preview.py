@@ -12,7 +12,7 @@ from fastai.vision.all import *
 from .core import *
 
 # %% auto #0
-__all__ = ['PHOTOS', 'label_shares', 'shares_title', 'mixed_preview_batch', 'mix_owner', 'show_mix', 'photo_dls']
+__all__ = ['label_shares', 'shares_title', 'mixed_preview_batch', 'mix_owner', 'show_mix']
 
 # %% ../nbs/20_preview.ipynb #3007d14d
 def label_shares(mix:Mix|None, yb:tuple, vocab=None, top:int=4)->list:
@@ -136,14 +136,3 @@ def show_mix(self:Learner, n:int=9, mixer:MixHandler=None, **kwargs):
 def show_mix(self:DataLoaders, mixer:MixHandler, n:int=9, **kwargs):
     "Preview `mixer` on a training batch of these `DataLoaders`"
     return show_mix(mixer, self, n=n, **kwargs)
-
-# %% ../nbs/20_preview.ipynb #ac9a3667
-PHOTOS = ('astronaut', 'chelsea', 'coffee', 'rocket', 'immunohistochemistry', 'hubble_deep_field')
-
-def _photo(name): return PILImage.create(getattr(__import__('skimage.data', fromlist=['data']), name)())
-
-def photo_dls(size:int=160, bs:int=6, seed:int=0)->DataLoaders:
-    "DataLoaders of scikit-image's bundled colour photos, labelled by name (every batch is all of them)"
-    db = DataBlock(blocks=(ImageBlock, CategoryBlock), get_x=_photo, get_y=noop, splitter=lambda o: (L(range(len(o))), L(range(len(o)))),
-                   item_tfms=Resize(size, method='squish'), batch_tfms=Normalize.from_stats(*imagenet_stats))
-    return db.dataloaders(list(PHOTOS), bs=bs, seed=seed, num_workers=0)

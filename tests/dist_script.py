@@ -23,6 +23,9 @@ from fastai.basics import *
 from fastai.distributed import *
 from fastai.distributed import DistributedDL
 from fastmix.all import *
+from fastmix.core import *
+from fastmix.geometry import *
+from fastmix.testing import *
 from helpers import METHODS, X, synth_learner
 
 def _broadcast(self, t, rank):

@@ -4,6 +4,9 @@ from torch import nn
 from fastai.basics import *
 from fastai.vision.all import *
 from fastmix.all import *
+from fastmix.core import *
+from fastmix.geometry import *
+from fastmix.testing import *
 
 METHODS = {'mixup': MixUp, 'cutmix': CutMix, 'ricap': RICAP}
 

@@ -2,6 +2,9 @@
 import numpy as np, torch
 from torch import Tensor
 from fastmix.all import *
+from fastmix.core import *
+from fastmix.geometry import *
+from fastmix.testing import *
 
 def check_weights(mix, bs:int):
     "Weights (B, K) in [0, 1] with rows summing to 1; indices (K, B) inside the batch"

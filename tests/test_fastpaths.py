@@ -4,6 +4,9 @@ import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st, HealthCheck
 from fastai.basics import CrossEntropyLossFlat
 from fastmix.all import *
+from fastmix.core import *
+from fastmix.geometry import *
+from fastmix.testing import *
 from fastmix.geometry import Scratch, gather_pixels, _windows
 
 def reference(geom, t):

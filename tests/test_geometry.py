@@ -3,6 +3,9 @@ import numpy as np, torch, pytest
 import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st, HealthCheck
 from fastmix.all import *
+from fastmix.core import *
+from fastmix.geometry import *
+from fastmix.testing import *
 from helpers import METHODS
 
 shapes = st.tuples(st.integers(1, 9), st.integers(1, 4), st.integers(1, 40), st.integers(1, 40))

@@ -3,6 +3,9 @@ import pickle, tempfile, pathlib, torch, pytest
 from fastai.basics import *
 from fastai.callback.training import *
 from fastmix.all import *
+from fastmix.core import *
+from fastmix.geometry import *
+from fastmix.testing import *
 from helpers import *
 
 CASES = [(m, mode) for m in METHODS for mode in ('batch', 'sample')]

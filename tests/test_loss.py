@@ -4,6 +4,9 @@ import torch.nn.functional as F
 from fastai.basics import *
 from fastai.losses import LabelSmoothingCrossEntropyFlat, FocalLossFlat
 from fastmix.all import *
+from fastmix.core import *
+from fastmix.geometry import *
+from fastmix.testing import *
 
 def _case(K, bs=7, n_cls=5, seed=0):
     g = torch.Generator().manual_seed(seed)

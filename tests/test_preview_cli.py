@@ -4,7 +4,10 @@ import matplotlib; matplotlib.use('Agg')
 from PIL import Image
 from fastai.vision.all import *
 from fastmix.all import *
-from fastmix.cli import mnist_dls
+from fastmix.core import *
+from fastmix.geometry import *
+from fastmix.testing import *
+from fastmix.demo import mnist_dls
 
 FASTMIX = [sys.executable, '-m', 'fastmix.cli']
 

@@ -5,6 +5,9 @@ import numpy as np, torch, pytest
 import torch.nn.functional as F
 from hypothesis import given, settings, note, strategies as st, HealthCheck
 from fastmix.all import *
+from fastmix.core import *
+from fastmix.geometry import *
+from fastmix.testing import *
 from helpers import METHODS
 from mixcheck import check_provenance, check_untouched_rows
 

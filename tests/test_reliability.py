@@ -6,6 +6,9 @@ from torch import nn
 from fastai.basics import *
 from fastai.vision.all import *
 from fastmix.all import *
+from fastmix.core import *
+from fastmix.geometry import *
+from fastmix.testing import *
 from helpers import *
 from mixcheck import check_weights, check_provenance, check_untouched_rows
 

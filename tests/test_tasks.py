@@ -4,6 +4,9 @@ from PIL import Image
 from fastai.vision.all import *
 from fastai.losses import LabelSmoothingCrossEntropyFlat, FocalLossFlat
 from fastmix.all import *
+from fastmix.core import *
+from fastmix.geometry import *
+from fastmix.testing import *
 from helpers import synth_learner, METHODS
 
 CODES = ['bg', 'square', 'bar']
