@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT/'_build'
 
 # ---------------------------------------------------------------- README
-_skip = re.compile(r'^#\|\s*(hide|exporti?|default_exp)\b', re.M)
+_skip = re.compile(r'^#\|\s*(hide|exporti?|default_exp|echo:\s*false)\b', re.M)  # cells the README leaves out
 
 def readme_from_index(nb_path:Path)->str:
     "Markdown for README.md: the index notebook's markdown and visible code cells, in order"
