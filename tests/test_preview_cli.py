@@ -67,7 +67,7 @@ def test_preview_command(tmp_path):
     assert Image.open(tmp_path/'p.png').size[0] > 100
 
 @pytest.mark.parametrize('args,msg', [
-    (['demo', '--methods', 'fmix'], 'unknown method fmix'),
+    (['demo', '--methods', 'mosaic'], 'unknown method mosaic'),
     (['demo', '--epochs', '0'], '--epochs must be > 0'),
     (['demo', '--epochs', 'two'], '--epochs must be a whole number'),
     (['demo', '--data', '/no/such/folder'], 'no such folder'),
