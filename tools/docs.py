@@ -58,6 +58,7 @@ def _build_one(fn:Path, skip_flags:list, timeout:int=600):
     from nbdev.test import _skip_cell
     start, main = time.time(), sys.modules['__main__']
     os.environ['IN_TEST'] = '1'
+    os.environ.pop('MPLBACKEND', None)  # figures need matplotlib's inline backend (MPLBACKEND=Agg shows none)
     warnings.filterwarnings('ignore', 'Found cells containing imports')  # nbdev's style hint, not a docs problem
     nb = NBProcessor(fn, rm_directives=False, process=True).nb
     k = CaptureShell(fn)
