@@ -16,7 +16,7 @@ from .cutmix import CutMix
 # %% auto #0
 __all__ = ['Select', 'MixChoice', 'CutMixUp']
 
-# %% ../nbs/04_cutmixup.ipynb #741ea859
+# %% ../nbs/04_cutmixup.ipynb #399527e2
 class Select:
     "Per-image choice among geometries: image `b` takes its pixels from `geoms[pick[b]]`"
     def __init__(self, pick:Tensor, geoms:list):
@@ -42,6 +42,7 @@ class Select:
 
 class MixChoice(MixHandler):
     "Each batch (mode 'batch') or image (mode 'sample') is mixed by one of `mixers`, chosen with `probs`"
+    @delegates(MixHandler.__init__)
     def __init__(self,
         mixers:list, # The mixers to choose from (`MixHandler`s); their own `p`, `mode` and `seed` are ignored
         probs:list=None, # Probability of each mixer; equal by default
@@ -78,9 +79,10 @@ class MixChoice(MixHandler):
             weights[:, :m.K] = torch.where(sel[:, None], m.weights, weights[:, :m.K])
         return Mix(idx, weights, Select(pick_t, [m.geom if m is not None else None for m in mixes]))
 
-# %% ../nbs/04_cutmixup.ipynb #5040a0b1
+# %% ../nbs/04_cutmixup.ipynb #fba34d99
 class CutMixUp(MixChoice):
     "CutMix with probability `switch_prob`, else MixUp, per batch or per image (https://arxiv.org/abs/1905.04899, https://arxiv.org/abs/1710.09412)"
+    @delegates(MixHandler.__init__)
     def __init__(self,
         mixup_alpha:float=0.8, # MixUp's α (timm's default)
         cutmix_alpha:float=1., # CutMix's α

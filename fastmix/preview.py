@@ -114,7 +114,8 @@ def show_mix(
         show_image(imgs[i], ax=ax, cmap=cmap)
         if mask is not None: _show_mask(mask[i], ax)
         if own is not None: _show_outline(own[i], ax)
-        ax.set_title('mixed mask' if mask is not None else shares_title(shares[i]), fontsize=8)
+        t = shares_title(shares[i][:2]) + ('\n' + shares_title(shares[i][2:]) if len(shares[i]) > 2 else '')  # RICAP: two lines
+        ax.set_title('mixed mask' if mask is not None else t, fontsize=8)
         if panels:
             show_image(part[i], ax=axs.flat[i * per + 1], cmap=cmap); axs.flat[i * per + 1].set_title('partner', fontsize=9)
             diff = (imgs[i] - orig[i]).abs()
