@@ -11,10 +11,11 @@ from dataclasses import dataclass
 import numpy as np, torch
 from torch import Tensor
 from fastai.basics import *
-from .geometry import to_device, Scratch
+from fastai.callback.mixup import MixHandler as _FastaiMix
+from .geometry import to_device, Scratch, Blend
 
 # %% auto #0
-__all__ = ['Mix', 'check_number', 'mixed_loss', 'MixHandler']
+__all__ = ['Mix', 'check_number', 'check_range', 'mixed_loss', 'MixHandler']
 
 # %% ../nbs/40_core.ipynb #5caab126
 @dataclass
@@ -33,10 +34,7 @@ class Mix:
 
     def blend(self, t:Tensor)->Tensor:
         "Label-style mix of `t`: `Σ_k weights[:, k] · t[idx[k]]`, broadcast over the trailing dims of `t`"
-        w = self.weights.to(t.dtype)
-        out = self.sources(t, 0) * w[:, 0].view(-1, *[1]*(t.ndim-1))
-        for k in range(1, self.K): out += self.sources(t, k) * w[:, k].view(-1, *[1]*(t.ndim-1))
-        return out
+        return Blend(self.idx, self.weights, keep_base=False).apply(t)
 
 # %% ../nbs/40_core.ipynb #bf9465f5
 def _is_real(v): return isinstance(v, numbers.Real) and not isinstance(v, bool)
@@ -50,6 +48,14 @@ def check_number(name:str, v, lo=None, hi=None, lo_open=False, sched_ok=True):
         rng = f"{'(' if lo_open else '['}{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf)'}{']' if hi is not None else ''}"
         raise ValueError(f"`{name}` must be in {rng}, got {v!r}")
     return v
+
+# %% ../nbs/40_core.ipynb #c1cf5bd0
+def check_range(name:str, v, lo=0., hi=1.)->tuple:
+    "Raise a clear error unless `v` is a pair `(a, b)` of finite numbers with `lo < a <= b <= hi`"
+    if not isinstance(v, (tuple, list)) or len(v) != 2 or not all(_is_real(a) and math.isfinite(a) for a in v):
+        raise ValueError(f"`{name}` must be a pair (low, high) of finite numbers, got {v!r}")
+    if not lo < v[0] <= v[1] <= hi: raise ValueError(f"`{name}` must satisfy {lo} < low <= high <= {hi}, got {v!r}")
+    return tuple(float(a) for a in v)
 
 # %% ../nbs/40_core.ipynb #2382f057
 def _plain_ce(lf):
@@ -92,6 +98,7 @@ def _is_spatial(t, hw): return isinstance(t, Tensor) and t.ndim >= 3 and tuple(t
 class MixHandler(Callback):
     "Base class of the batch-mixing callbacks: sampling, pairing, probability, schedules and the mixed loss"
     run_valid,order,image_only = False,0,True
+    mixes_input = True  # False while a subclass mixes something other than the input batch (whose dtype is then free)
     def __init__(self,
         p:float=1., # Probability that a batch (mode 'batch') or an image (mode 'sample') is mixed; number or schedule
         mode:str='batch', # 'batch': one draw per batch; 'sample': one draw per image
@@ -128,9 +135,9 @@ class MixHandler(Callback):
     def randint(self, hi, n:int)->np.ndarray:
         "`n` draws uniform in `[0, hi)` (`hi` may be an array)"
         return np.floor(self.rng.random(n) * hi).astype(np.int64)
-    def to_dev(self, a, dev)->Tensor:
-        "Host array to `dev` without making the host wait for the device"
-        return to_device(a, dev)
+    def pairs(self, bs:int)->np.ndarray:
+        "(2, bs) host indices: each image, then its partner from a random permutation"
+        return np.stack([np.arange(bs), self.perm(bs)])
 
     def draw(self, x:Tensor, on:np.ndarray|None)->Mix:
         "Return the `Mix` for batch `x`; `on` flags the images to mix in per-sample mode (None: the whole batch)"
@@ -160,7 +167,7 @@ class MixHandler(Callback):
         if self.image_only and x.ndim != 4:
             raise ValueError(f"{type(self).__name__} mixes image batches of shape (B, C, H, W), got shape {tuple(x.shape)}")
         if x.ndim < 1: raise ValueError(f"the input batch must have a batch dimension, got shape {tuple(x.shape)}")
-        if not x.is_floating_point():
+        if self.mixes_input and not x.is_floating_point():
             raise TypeError(f"the input batch must be a float tensor, got dtype {x.dtype}: convert images to float "
                             "first (fastai's `IntToFloatTensor` does)")
         for i, t in enumerate(xb[1:], 1):
@@ -193,12 +200,22 @@ class MixHandler(Callback):
                              "mixers can't mix segmentation masks; use mode='batch'")
         cut = [bool(mix.geom.cuts) and _is_spatial(y, hw) for y in yb]
         mix.in_loss = tuple(not c and isinstance(y, Tensor) and not y.is_floating_point() for c, y in zip(cut, yb))
-        yb = tuple(app(y) if c else y if l or not isinstance(y, Tensor) else mix.blend(y)
-                   for c, l, y in zip(cut, mix.in_loss, yb))
-        return mix, xb, yb
+        def target(y, cut, in_loss):
+            if cut: return app(y)  # a mask: cut and pasted like the pixels
+            if in_loss or not isinstance(y, Tensor): return y  # class indices: left to the mixed loss
+            return mix.blend(y)  # multi-hot or regression targets: mixed by weight
+        return mix, xb, tuple(map(target, yb, cut, mix.in_loss))
 
     # -- fastai events
-    def before_fit(self): self.mix = None
+    def before_fit(self): self.mix = None; self.check_alone()
+    def check_alone(self):
+        "Error if another mixer is in the Learner: both would mix the batch, and the loss would know only one mix"
+        others = [cb for cb in self.learn.cbs if cb is not self and isinstance(cb, (MixHandler, _FastaiMix))]
+        if others:
+            names = ', '.join(type(cb).__name__ for cb in [self, *others])
+            raise ValueError(f"two mixers in one Learner ({names}): each would mix every batch while the loss knows "
+                             "only one mix. Keep one; to pick one of several per batch or per image, use "
+                             "`MixChoice([MixUp(), CutMix()])` or `CutMixUp()`")
     def before_batch(self):
         self.mix = None
         if not self.mixing_now(): return

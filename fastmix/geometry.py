@@ -7,10 +7,12 @@ Docs: https://fastmix.github.io/fastmix/geometry.html.md"""
 # %% ../nbs/41_geometry.ipynb #01c39b3c
 from __future__ import annotations
 import math, numpy as np, torch
+import torch.nn.functional as F
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['to_device', 'Scratch', 'take_images', 'Blend', 'gather_pixels', 'Paste', 'cutmix_boxes', 'ricap_rects']
+__all__ = ['to_device', 'Scratch', 'take_images', 'Blend', 'gather_pixels', 'Paste', 'cutmix_boxes', 'BoxPaste', 'ricap_rects',
+           'TilePaste', 'MaskPaste', 'nearest_index', 'resize_batch', 'ResizePaste']
 
 # %% ../nbs/41_geometry.ipynb #65eb0323
 def to_device(a, dev)->Tensor:
@@ -78,11 +80,29 @@ class Blend:
         "Blend the sources of `t`; write into `t` if `inplace` and the base is `t` itself"
         if self.keep_base and self.idx.shape[0] == 2:
             # lerp(a, b, w) = a + w·(b − a): exactly `a` where w = 0; the partners must be copied out before `t` changes
-            w, partner = _bcast(self.weights[:, 1], t), take_images(t, self.idx[1], (scratch or _fresh)('a', t))
+            # a tensor in an autograd graph (a hidden activation) can't be copied into a buffer: index it
+            partner = t[self.idx[1]] if t.requires_grad else take_images(t, self.idx[1], (scratch or _fresh)('partners', t))
+            w = _bcast(self.weights[:, 1], t)
             return t.lerp_(partner, w) if inplace else t.lerp(partner, w)
         out = t[self.idx[0]] * _bcast(self.weights[:, 0], t)
         for k in range(1, self.idx.shape[0]): out.addcmul_(t[self.idx[k]], _bcast(self.weights[:, k], t))
         return t.copy_(out) if inplace else out
+
+# %% ../nbs/41_geometry.ipynb #fe05ad42
+def _span(lo, hi, n:int)->np.ndarray:
+    "(len(lo), n) host mask of `lo <= i < hi`, per row (`lo` or `hi` may be one number)"
+    lo, hi = np.broadcast_arrays(lo, hi)
+    i = np.arange(n)
+    return (i >= lo[:, None]) & (i < hi[:, None])
+
+def _mask_like(a:np.ndarray, t:Tensor)->Tensor:
+    "Host 0/1 mask on `t`'s device, as `_select` wants it for `t`: `t`'s float dtype, or bool for integer `t`"
+    return to_device(a, t.device).to(t.dtype if t.is_floating_point() else torch.bool)
+
+def _select(m:Tensor, a:Tensor, b:Tensor, out:Tensor)->Tensor:
+    "`b` where the 0/1 mask `m` is 1, else `a`, into `out` (which may be `a`)"
+    if a.is_floating_point(): return torch.lerp(a, b, m, out=out)  # exact for weights 0 and 1, and faster than `where`
+    return torch.where(m.bool(), b, a, out=out)
 
 # %% ../nbs/41_geometry.ipynb #172a1ea2
 def gather_pixels(t:Tensor, src:Tensor)->Tensor:
@@ -101,57 +121,27 @@ def gather_pixels(t:Tensor, src:Tensor)->Tensor:
     for c in range(r): ov[:, c] = tc.take(base + c * hw)
     return out
 
-def _windows(flat:Tensor, starts:np.ndarray, out:Tensor)->Tensor:
-    "Row `i` of `out` (R, n) is `flat[starts[i]:starts[i]+n]`, zeros where that runs past either end of `flat`"
-    N, n, dev = flat.numel(), out.shape[1], flat.device
-    s = np.clip(starts, 0, N - n)
-    torch.index_select(flat.as_strided((N - n + 1, n), (1, 1)), 0, to_device(s, dev), out=out)
-    bad = np.flatnonzero(s != starts)
-    if len(bad):  # the few runs that start before or end after the batch: from its zero-padded ends
-        ends = torch.cat([flat.new_zeros(n), flat[:n], flat[N-n:], flat.new_zeros(n)])
-        st = starts[bad]
-        es = np.where(st < 0, st + n, st - (N - n) + 2 * n)
-        out.index_copy_(0, to_device(bad, dev), ends.as_strided((3 * n + 1, n), (1, 1)).index_select(0, to_device(es, dev)))
-    return out
-
-def _span(lo, hi, n:int)->np.ndarray:
-    "(len(lo), n) host mask of `lo <= i < hi`, per row (`lo` or `hi` may be one number)"
-    lo, hi = np.broadcast_arrays(lo, hi)
-    i = np.arange(n)
-    return (i >= lo[:, None]) & (i < hi[:, None])
-
-def _mask_like(a:np.ndarray, t:Tensor)->Tensor:
-    "Host 0/1 mask on `t`'s device, as `_select` wants it for `t`: `t`'s float dtype, or bool for integer `t`"
-    return to_device(a, t.device).to(t.dtype if t.is_floating_point() else torch.bool)
-
-def _select(m:Tensor, a:Tensor, b:Tensor, out:Tensor)->Tensor:
-    "`b` where the 0/1 mask `m` is 1, else `a`, into `out` (which may be `a`)"
-    if a.is_floating_point(): return torch.lerp(a, b, m, out=out)  # exact for weights 0 and 1, and faster than `where`
-    return torch.where(m.bool(), b, a, out=out)
-
 class Paste:
-    "Paint K rectangular layers, layer `k` a rigid copy of a rectangle of source `idx[k]` (https://arxiv.org/abs/1905.04899)"
+    "Paint K rectangular layers, layer `k` a rigid copy of a rectangle of source `idx[k]`: the general definition"
     cuts = True
     def __init__(self,
         idx:Tensor, # (K, B) source indices
         rects:np.ndarray, # (n, K, 6) int: y0, y1, x0, x1 of each layer, and `sy, sx`, the source of its corner
         keep_base:bool=False, # layer 0 is the image itself, unmoved: copy only the later layers
-        host_idx:np.ndarray=None, # `idx` on the host, if the caller has it (the tiles' fast path needs it)
     ):
         self.idx,self.rects,self.keep_base = idx,np.asarray(rects, dtype=np.int64),keep_base
-        if host_idx is None and idx.device.type == 'cpu': host_idx = idx.numpy()
-        self.host_idx = None if host_idx is None else np.asarray(host_idx, dtype=np.int64)
         self._src = self._owner = self._rects = None
 
     def apply(self, t:Tensor, inplace:bool=False, scratch:Scratch=None)->Tensor:
         "Paste the layers of `t`'s sources; `t` may be (B, H, W) or (B, C, H, W)"
         scratch = scratch or _fresh
-        return self._per_batch(t, inplace, scratch) if len(self.rects) == 1 else self._per_sample(t, inplace, scratch)
+        return self.per_batch(t, inplace, scratch) if len(self.rects) == 1 else self.per_sample(t, inplace, scratch)
 
-    def _per_batch(self, t, inplace, scratch):
+    def per_batch(self, t, inplace, scratch):
+        "One set of rectangles for the whole batch: each layer is one slice copy"
         K = self.idx.shape[0]
         if self.keep_base: out,ks = (t if inplace and K == 2 else t.clone()),range(1, K)
-        else: out,ks = (scratch('a', t) if inplace else torch.empty_like(t)),range(K)
+        else: out,ks = (scratch('out', t) if inplace else torch.empty_like(t)),range(K)
         for k in ks:
             y0, y1, x0, x1, sy, sx = self.rects[0, k].tolist()
             if y1 <= y0 or x1 <= x0: continue
@@ -159,8 +149,13 @@ class Paste:
             # into a new output the crops go straight in; in place the box is copied out first (it may overlap)
             if out is t: out[..., y0:y1, x0:x1] = torch.index_select(src, 0, self.idx[k], out=scratch('box', src, src.shape))
             else: torch.index_select(src, 0, self.idx[k], out=out[..., y0:y1, x0:x1])
-        if inplace and out is not t: scratch.adopt('a', t)
+        if inplace and out is not t: scratch.adopt('out', t)
         return out
+
+    def per_sample(self, t, inplace, scratch):
+        "Rectangles per image: every output pixel gathered from its source (subclasses with a known layout do better)"
+        out = gather_pixels(t, self.source_map(*t.shape[-2:], t.device))
+        return t.copy_(out) if inplace else out
 
     def rects_on(self, dev)->Tensor:
         "`rects` as a tensor on `dev` (copied once)"
@@ -168,7 +163,7 @@ class Paste:
         return self._rects
 
     def owner(self, h:int, w:int, dev)->Tensor:
-        "(B, H, W) layer that paints each output pixel: the last layer whose rectangle holds it"
+        "(n, H, W) layer that paints each output pixel: the last layer whose rectangle holds it"
         if self._owner is None:
             r = self.rects_on(dev)
             rows, cols = torch.arange(h, device=dev), torch.arange(w, device=dev)
@@ -190,67 +185,6 @@ class Paste:
             self._src = off.gather(1, own).add_(torch.arange(h * w, device=dev))
         return self._src
 
-    def is_box(self)->bool:
-        "Is this CutMix: the image itself, then one rectangle of the partner at the same place?"
-        return self.keep_base and self.idx.shape[0] == 2 and (self.rects[:, 1, 4:] == self.rects[:, 1, [0, 2]]).all()
-
-    def is_grid(self, h:int, w:int)->bool:
-        "Is this RICAP: four layers tiling a 2×2 grid split at a per-image point?"
-        r = self.rects
-        if r.shape[1] != 4: return False
-        bh, bw = r[:, 0, 1], r[:, 0, 3]
-        z, H, W = 0 * bh, np.full_like(bh, h), np.full_like(bw, w)
-        grid = np.stack([np.stack(a, -1) for a in ([z, bh, z, bw], [z, bh, bw, W], [bh, H, z, bw], [bh, H, bw, W])], 1)
-        return bool((r[..., :4] == grid).all())
-
-    def _per_sample(self, t, inplace, scratch):
-        (h, w), dev = t.shape[-2:], t.device
-        if self.is_box():
-            r = self.rects[:, 1]
-            rows, cols = (_mask_like(_span(r[:, a], r[:, a+1], n), t) for a, n in ((0, h), (2, w)))
-            m = torch.mul(rows[:, :, None], cols[:, None, :], out=scratch('mask', rows, (len(r), h, w)))
-            partner = take_images(t, self.idx[1], scratch('a', t))
-            return _select(m.view(t.shape[0], *[1]*(t.ndim-3), h, w), t, partner, t if inplace else torch.empty_like(t))
-        if self.host_idx is not None and self.is_grid(h, w): return self._tiles(t, inplace, scratch)
-        out = gather_pixels(t, self.source_map(h, w, dev))
-        return t.copy_(out) if inplace else out
-
-    def _tiles(self, t, inplace, scratch):
-        "RICAP per sample: the wide piece of every output row is one window of the flat batch, the narrow piece another"
-        if not _dense(t):
-            out = self._tiles(t.contiguous(), False, scratch)
-            return t.copy_(out) if inplace else out
-        bs, (h, w) = t.shape[0], t.shape[-2:]
-        cl = not t.is_contiguous()  # channels_last: a row of pixels is one run of w·C values
-        P = t.shape[1] if cl else 1
-        m = 1 if cl else t.numel() // (bs * h * w)  # rows per image row: channels (standard layout)
-        rows_of = lambda u: (u.permute(0, 2, 3, 1) if cl else u).reshape(bs, m, h, w * P)  # views, for a dense `u`
-        r, idx = self.rects, self.host_idx
-        bw = r[:, 0, 3]
-        # a tile moves rows rigidly: its runs start at a per-(image, tile) offset plus the output row's own position
-        off = ((idx.T * m * h + r[..., 4] - r[..., 0]) * w + r[..., 5] - r[..., 2]) * P  # (bs, 4)
-        top = np.arange(h) < r[:, :1, 1]  # (bs, h)
-        pos = ((np.arange(m)[:, None] * h + np.arange(h)) * (w * P))[None]  # (1, m, h)
-        left, right = (np.where(top, off[:, k, None], off[:, k + 2, None])[:, None] + pos for k in (0, 1))
-        lnarrow = (2 * bw <= w)[:, None, None]
-        Ln = int(np.minimum(bw, w - bw).max())
-        flat = rows_of(t).view(-1)
-        res = scratch('a', t) if inplace else torch.empty_like(t)
-        S = rows_of(res)
-        _windows(flat, np.where(lnarrow, right, left).reshape(-1), S.view(-1, w * P))
-        if Ln:
-            N = _windows(flat, np.where(lnarrow, left, right + (w - Ln) * P).reshape(-1), scratch('n', t, (bs * m * h, Ln * P)))
-            N = N.view(bs, m, h, Ln * P)
-            # column masks of the narrow piece, in the left region (left-narrow images) and the right one (the others)
-            ln = lnarrow.reshape(-1, 1)
-            mL, mR = _span(0, bw, Ln) & ln, _span(bw - (w - Ln), Ln, Ln) & ~ln
-            mL, mR = _mask_like(np.repeat(np.stack([mL, mR]), P, -1), t)
-            mL, mR = mL.view(bs, 1, 1, -1), mR.view(bs, 1, 1, -1)
-            _select(mL, S[..., :Ln*P], N, S[..., :Ln*P])
-            _select(mR, S[..., (w-Ln)*P:], N, S[..., (w-Ln)*P:])
-        if inplace: scratch.adopt('a', t)
-        return res
-
 # %% ../nbs/41_geometry.ipynb #02bc5872
 def cutmix_boxes(
     lam:np.ndarray, # (n,) λ drawn from Beta(α, α)
@@ -263,6 +197,28 @@ def cutmix_boxes(
     y0, x0 = cy - bh // 2, cx - bw // 2
     boxes = np.stack([np.clip(y0, 0, h), np.clip(y0 + bh, 0, h), np.clip(x0, 0, w), np.clip(x0 + bw, 0, w)], -1)
     return boxes, 1. - (boxes[:, 1] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 2]) / (h * w)
+
+# %% ../nbs/41_geometry.ipynb #a711c326
+class BoxPaste(Paste):
+    "CutMix's geometry: each image keeps its pixels but a box, which its partner fills from the same place (https://arxiv.org/abs/1905.04899)"
+    def __init__(self,
+        idx:Tensor, # (2, B): the images themselves, then their partners
+        boxes:np.ndarray, # (n, 4) int `y0, y1, x0, x1`: one box for the batch (n = 1) or one per image (n = B)
+        size:tuple, # (H, W) of the images
+    ):
+        boxes = np.asarray(boxes, dtype=np.int64)
+        rects = np.zeros((len(boxes), 2, 6), dtype=np.int64)
+        rects[:, 0, :4] = 0, size[0], 0, size[1]
+        rects[:, 1, :4], rects[:, 1, 4:] = boxes, boxes[:, [0, 2]]
+        super().__init__(idx, rects, keep_base=True)
+
+    def per_sample(self, t, inplace, scratch):
+        "The partners gathered whole, then blended in with a 0/1 box mask: whole images move, no per-pixel indices"
+        (h, w), box = t.shape[-2:], self.rects[:, 1]
+        rows, cols = (_mask_like(_span(box[:, a], box[:, a+1], n), t) for a, n in ((0, h), (2, w)))
+        m = torch.mul(rows[:, :, None], cols[:, None, :], out=scratch('mask', rows, (len(box), h, w)))
+        partners = take_images(t, self.idx[1], scratch('partners', t))
+        return _select(m.view(t.shape[0], *[1]*(t.ndim-3), h, w), t, partners, t if inplace else torch.empty_like(t))
 
 # %% ../nbs/41_geometry.ipynb #4c04aa82
 def ricap_rects(
@@ -278,3 +234,174 @@ def ricap_rects(
     th, tw = y1 - y0, x1 - x0
     sy, sx = np.floor(oy * (h - th + 1)).astype(np.int64), np.floor(ox * (w - tw + 1)).astype(np.int64)
     return np.stack([y0, y1, x0, x1, sy, sx], -1), th * tw / (h * w)
+
+# %% ../nbs/41_geometry.ipynb #cb6c40a4
+def _windows(flat:Tensor, starts:np.ndarray, out:Tensor)->Tensor:
+    "Row `i` of `out` (R, n) is `flat[starts[i]:starts[i]+n]`, zeros where that runs past either end of `flat`"
+    N, n, dev = flat.numel(), out.shape[1], flat.device
+    s = np.clip(starts, 0, N - n)
+    torch.index_select(flat.as_strided((N - n + 1, n), (1, 1)), 0, to_device(s, dev), out=out)
+    bad = np.flatnonzero(s != starts)
+    if len(bad):  # the few runs that start before or end after the batch: from its zero-padded ends
+        ends = torch.cat([flat.new_zeros(n), flat[:n], flat[N-n:], flat.new_zeros(n)])
+        st = starts[bad]
+        es = np.where(st < 0, st + n, st - (N - n) + 2 * n)
+        out.index_copy_(0, to_device(bad, dev), ends.as_strided((3 * n + 1, n), (1, 1)).index_select(0, to_device(es, dev)))
+    return out
+
+class TilePaste(Paste):
+    "RICAP's geometry: four tiles split at a per-image point, each a crop of its own source (https://arxiv.org/abs/1811.09030)"
+    def __init__(self,
+        idx:Tensor, # (4, B) source of each tile
+        rects:np.ndarray, # (n, 4, 6) the tiles, as `ricap_rects` makes them
+        host_idx:np.ndarray, # `idx` on the host: the per-sample path plans its row windows there
+    ):
+        super().__init__(idx, rects)
+        self.host_idx = np.asarray(host_idx, dtype=np.int64)
+
+    def per_sample(self, t, inplace, scratch):
+        "Each output row is a wide and a narrow piece, each a run of one source row: one window gather per piece"
+        if not _dense(t):
+            out = self.per_sample(t.contiguous(), False, scratch)
+            return t.copy_(out) if inplace else out
+        bs, (h, w) = t.shape[0], t.shape[-2:]
+        lay = _RowLayout(t)
+        wide_starts, narrow_starts, narrow_w, left_narrow = self._runs(lay, h, w)
+        res = scratch('out', t) if inplace else torch.empty_like(t)
+        rows = lay.rows(res)
+        _windows(lay.flat(t), wide_starts, rows.view(-1, w * lay.run))
+        if narrow_w:
+            n = narrow_w * lay.run
+            narrow = _windows(lay.flat(t), narrow_starts, scratch('narrow', t, (rows.numel() // (w * lay.run), n)))
+            narrow = narrow.view(*rows.shape[:-1], n)
+            # the narrow piece lies in the left columns of left-narrow images, in the right columns of the others
+            bw, ln = self.rects[:, 0, 3], left_narrow.reshape(-1, 1)
+            cols = np.stack([_span(0, bw, narrow_w) & ln, _span(bw - (w - narrow_w), narrow_w, narrow_w) & ~ln])
+            in_left, in_right = _mask_like(np.repeat(cols, lay.run, -1), t).view(2, bs, 1, 1, n)
+            _select(in_left, rows[..., :n], narrow, rows[..., :n])
+            _select(in_right, rows[..., -n:], narrow, rows[..., -n:])
+        if inplace: scratch.adopt('out', t)
+        return res
+
+    def _runs(self, lay, h:int, w:int)->tuple:
+        "Start of every output row's wide and narrow run in the flat batch, the narrow width, which images are narrow on the left"
+        r, idx = self.rects, self.host_idx
+        bw = r[:, 0, 3]
+        # a tile moves rows rigidly: its runs start at a per-(image, tile) offset plus the output row's own position
+        off = ((idx.T * lay.planes * h + r[..., 4] - r[..., 0]) * w + r[..., 5] - r[..., 2]) * lay.run  # (bs, 4)
+        top = np.arange(h) < r[:, :1, 1]
+        pos = ((np.arange(lay.planes)[:, None] * h + np.arange(h)) * (w * lay.run))[None]
+        left, right = (np.where(top, off[:, k, None], off[:, k + 2, None])[:, None] + pos for k in (0, 1))
+        left_narrow = (2 * bw <= w)[:, None, None]
+        narrow_w = int(np.minimum(bw, w - bw).max())
+        wide = np.where(left_narrow, right, left).reshape(-1)
+        narrow = np.where(left_narrow, left, right + (w - narrow_w) * lay.run).reshape(-1)
+        return wide, narrow, narrow_w, left_narrow
+
+class _RowLayout:
+    "Rows of pixels of a dense batch as runs of memory: standard layout (a run per channel) or channels_last (one run of W·C)"
+    def __init__(self, t:Tensor):
+        self.cl = not t.is_contiguous()
+        self.run = t.shape[1] if self.cl else 1  # values per pixel within a run
+        self.planes = 1 if self.cl else t.numel() // (t.shape[0] * t.shape[-2] * t.shape[-1])  # runs per image row
+    def rows(self, u:Tensor)->Tensor:
+        "(B, planes, H, W·run) view of a dense batch laid out like the one given at construction"
+        return (u.permute(0, 2, 3, 1) if self.cl else u).reshape(u.shape[0], self.planes, u.shape[-2], -1)
+    def flat(self, u:Tensor)->Tensor: return self.rows(u).view(-1)
+
+# %% ../nbs/41_geometry.ipynb #805ff5fe
+class MaskPaste:
+    "The partner `idx[1]`'s pixels where a per-image mask is set, the image's own elsewhere, all in place (https://arxiv.org/abs/2002.12047)"
+    cuts = True
+    def __init__(self,
+        idx:Tensor, # (2, B) source indices: the image itself, then its partner
+        mask:np.ndarray, # (n, H, W) bool: where the partner's pixels go; one mask (per batch) or one per image
+    ): self.idx,self.mask,self._on = idx,np.asarray(mask, dtype=bool),{}
+
+    def mask_on(self, dev)->Tensor:
+        "The mask on `dev`, as bytes (copied once)"
+        if dev not in self._on: self._on[dev] = to_device(self.mask, dev)
+        return self._on[dev]
+
+    def apply(self, t:Tensor, inplace:bool=False, scratch:Scratch=None)->Tensor:
+        "The partner's pixels where the mask is set; `t` may be (B, H, W) or (B, C, H, W)"
+        (h, w), m = t.shape[-2:], self.mask_on(t.device)
+        m = m.to(t.dtype) if t.is_floating_point() else m
+        partners = take_images(t, self.idx[1], (scratch or _fresh)('partners', t))
+        return _select(m.view(len(self.mask), *[1]*(t.ndim-3), h, w), t, partners, t if inplace else torch.empty_like(t))
+
+    def owner(self, h:int, w:int, dev)->Tensor:
+        "(n, H, W) uint8: 1 where the partner's pixels go, 0 where the image keeps its own"
+        return self.mask_on(dev).to(torch.uint8)
+
+    @property
+    def rects(self)->np.ndarray:
+        "Both layers cover the image and move nothing: (n, 2, 6) rects in `Paste`'s layout"
+        n, h, w = self.mask.shape
+        return np.broadcast_to(np.array([0, h, 0, w, 0, 0]), (n, 2, 6))
+
+# %% ../nbs/41_geometry.ipynb #883b938e
+def nearest_index(n:int, o:int)->np.ndarray:
+    "Source index of each of `o` pixels resized from `n`, as `F.interpolate(mode='nearest')` picks it: `⌊i·(n/o)⌋` in float32"
+    return np.minimum(np.floor(np.arange(o, dtype=np.float32) * (np.float32(n) / np.float32(o))).astype(np.int64), n - 1)
+
+def resize_batch(t:Tensor, size:tuple)->Tensor:
+    "`t` (B, …, H, W) resized to `size`: bilinear for float tensors (images), nearest-neighbour for integer ones (masks)"
+    size = tuple(int(s) for s in size)
+    if t.is_floating_point():
+        r = F.interpolate(t.reshape(t.shape[0], -1, *t.shape[-2:]), size=size, mode='bilinear', align_corners=False)
+        return r if t.ndim == 4 else r.view(*t.shape[:-2], *size)
+    # integer masks: the indices `F.interpolate` would pick, without a float copy (F.interpolate takes no int64)
+    rows, cols = (to_device(nearest_index(n, o), t.device) for n, o in zip(t.shape[-2:], size))
+    return t[..., rows[:, None], cols]
+
+# %% ../nbs/41_geometry.ipynb #3f01fcb8
+class ResizePaste:
+    "The whole partner `idx[1]`, resized to a box, pasted into the box; the image's own pixels elsewhere (https://arxiv.org/abs/2012.11101)"
+    cuts,resized = True,True  # cut and pasted (masks follow), but resized: pixels are interpolated, not copied
+    def __init__(self,
+        idx:Tensor, # (2, B) source indices: the image itself, then its partner
+        boxes:np.ndarray, # (n, 4) int `y0, y1, x0, x1` of the box: one row (per batch) or one per image
+        partner:np.ndarray=None, # `idx[1]` on the host, if the caller has it
+    ):
+        self.idx,self.boxes = idx,np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+        self.partner = np.asarray(idx[1].cpu() if partner is None else partner, dtype=np.int64)
+        self._groups,self._owner = {},None
+
+    def groups(self, dev)->list:
+        "Per box size `(bh, bw)`: the images with a box of that size, their partners, their box rows and columns, on `dev`"
+        if dev not in self._groups:
+            y0, y1, x0, x1 = self.boxes.T
+            bh, bw = y1 - y0, x1 - x0
+            sizes = sorted({(a, b) for a, b in zip(bh.tolist(), bw.tolist()) if a > 0 and b > 0})
+            gs = []
+            for sh, sw in sizes:
+                b = np.flatnonzero((bh == sh) & (bw == sw))
+                arrs = b, self.partner[b], y0[b, None] + np.arange(sh), x0[b, None] + np.arange(sw)
+                gs.append(((sh, sw), *(to_device(a, dev) for a in arrs)))
+            self._groups[dev] = gs
+        return self._groups[dev]
+
+    def apply(self, t:Tensor, inplace:bool=False, scratch:Scratch=None)->Tensor:
+        "Paste every image's resized partner into its box; `t` may be (B, H, W) or (B, C, H, W)"
+        if len(self.boxes) == 1:
+            y0, y1, x0, x1 = self.boxes[0].tolist()
+            out = t if inplace else t.clone()
+            if y1 > y0 and x1 > x0: out[..., y0:y1, x0:x1] = resize_batch(t, (y1 - y0, x1 - x0))[self.idx[1]]
+            return out
+        # per sample: one `resize_batch` per box size (its result is exactly F.interpolate's), all read before any write
+        pieces = [(b, r, c, resize_batch(t.index_select(0, p), size)) for size, b, p, r, c in self.groups(t.device)]
+        out = t if inplace else t.clone()
+        chans = tuple(range(1, t.ndim - 2))
+        for b, r, c, piece in pieces:
+            # (image, row, column) indices around the channel dims: the indexed dims come first, channels last
+            out[b[:, None, None], ..., r[:, :, None], c[:, None, :]] = piece.movedim(chans, tuple(range(3, t.ndim)))
+        return out
+
+    def owner(self, h:int, w:int, dev)->Tensor:
+        "(n, H, W) uint8: 1 inside the box (the partner), 0 elsewhere (the image itself)"
+        if self._owner is None:
+            b = self.boxes
+            inside = _span(b[:, 0], b[:, 1], h)[:, :, None] & _span(b[:, 2], b[:, 3], w)[:, None, :]
+            self._owner = to_device(inside, dev).to(torch.uint8)
+        return self._owner

@@ -32,6 +32,6 @@ class MixUp(MixHandler):
         lam = self.sample_beta('alpha', self.alpha, 1 if on is None else bs)
         if self.keep_dominant: lam = np.maximum(lam, 1 - lam)
         lam = np.broadcast_to(lam, bs) if on is None else np.where(on, lam, 1.)
-        idx = self.to_dev(np.stack([np.arange(bs), self.perm(bs)]), x.device)
-        weights = self.to_dev(np.stack([lam, 1 - lam], 1).astype(np.float32), x.device)
+        idx = to_device(self.pairs(bs), x.device)
+        weights = to_device(np.stack([lam, 1 - lam], 1).astype(np.float32), x.device)
         return Mix(idx, weights, Blend(idx, weights))

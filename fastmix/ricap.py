@@ -32,6 +32,6 @@ class RICAP(MixHandler):
         if on is not None:  # an image left out is tile 0 alone: itself, whole
             bw, bh, idx[0] = np.where(on, bw, w), np.where(on, bh, h), np.where(on, idx[0], np.arange(bs))
         rects, wts = ricap_rects(bw, bh, self.rng.random((n, 4)), self.rng.random((n, 4)), h, w)
-        idx_d = self.to_dev(idx, x.device)
-        weights = self.to_dev(np.broadcast_to(wts, (bs, 4)).astype(np.float32), x.device)
-        return Mix(idx_d, weights, Paste(idx_d, rects, host_idx=idx))
+        idx_d = to_device(idx, x.device)
+        weights = to_device(np.broadcast_to(wts, (bs, 4)).astype(np.float32), x.device)
+        return Mix(idx_d, weights, TilePaste(idx_d, rects, idx))
