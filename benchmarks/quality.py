@@ -141,10 +141,10 @@ def mixers()->dict:
 
 def canonical(name:str)->str:
     "The study's label of a method named by its label or its `MIXERS` name, in any case ('cutmix' → 'CutMix')"
-    labels = ['baseline', *mixers()]
-    if name.lower() not in {k.lower() for k in labels}:
-        raise SystemExit(f"unknown method {name!r}: choose from {', '.join(labels)}")
-    return next(k for k in labels if k.lower() == name.lower())
+    from fastmix.mixers import MIXERS
+    names = {'baseline': 'baseline'} | {k.lower(): k for k in mixers()} | {k.lower(): m.cls.__name__ for k, m in MIXERS.items()}
+    if name.lower() not in names: raise SystemExit(f"unknown method {name!r}: choose from {', '.join(['baseline', *mixers()])}")
+    return names[name.lower()]
 
 def methods(sel=None):
     "label → factory(seed) of the callback (None for the baseline): the baseline and every mixer of `MIXERS`"
