@@ -134,7 +134,11 @@ class C:
         self.name,self.group,self.kind,self.make,self.floor = name,group,kind,make,floor
 
 FLOOR_OF = {'MixUp/batch': 'lerp floor', 'MixUp/sample': 'lerp floor', 'CutMix/batch': 'box floor',
-            'CutMix/sample': 'copy floor', 'RICAP/batch': 'copy floor', 'RICAP/sample': 'copy floor'}
+            'CutMix/sample': 'copy floor', 'RICAP/batch': 'copy floor', 'RICAP/sample': 'copy floor',
+            # issue 15: ResizeMix pastes at most (0.8)² of the image per batch; FMix gathers the partners and blends
+            # them in with a 0/1 mask (as CutMix per sample); CutMix with box bounds is CutMix
+            'ResizeMix/batch': 'box floor', 'ResizeMix/sample': 'copy floor', 'FMix/batch': 'copy floor',
+            'FMix/sample': 'copy floor', 'CutMix minmax/batch': 'box floor', 'CutMix minmax/sample': 'copy floor'}
 
 def _box(h, w, area=.5):
     bh, bw = round(h * math.sqrt(area)), round(w * math.sqrt(area))
@@ -401,6 +405,18 @@ def mix_contenders(proposals):
                 if meth == 'RICAP':
                     add(f'proto RICAP({mode}) + scratch', f'{meth}/{mode}', 'proto',
                         lambda x, y, kw=kw, mode=mode: callback_driver(P['RICAPS'](mode=mode, seed=0, **kw), y))
+    # issue 15: ResizeMix, FMix and CutMix with box bounds (timm's `cutmix_minmax`), per batch and per image
+    for meth, cls, kw in (('ResizeMix', getattr(fm, 'ResizeMix', None), {}), ('FMix', getattr(fm, 'FMix', None), {}),
+                          ('CutMix minmax', fm.CutMix, dict(minmax=(.2, .8)))):
+        for mode in (('batch', 'sample') if cls is not None else ()):
+            add(f'fastmix {meth}({mode})', f'{meth}/{mode}', 'fastmix',
+                lambda x, y, cls=cls, kw=kw, mode=mode: callback_driver(cls(mode=mode, seed=0, **kw), y))
+    for mode, grp in ((('batch', 'batch'), ('elem', 'sample')) if TimmMixup is not None else ()):
+        def make(x, y, mode=mode):
+            m = TimmMixup(mixup_alpha=0., cutmix_alpha=1., cutmix_minmax=(.2, .8), prob=1., mode=mode,
+                          label_smoothing=0., num_classes=N_CLS)
+            return lambda xin: m(xin, y)
+        add(f'timm Mixup({mode}, cutmix_minmax=(0.2, 0.8))', f'CutMix minmax/{grp}', 'peer', make)
     # fastai 2.8: MixUp draws one λ per image (per-sample); CutMix one box per batch
     add('fastai MixUp', 'MixUp/sample', 'peer', lambda x, y: callback_driver(fa.MixUp(.4), y))
     add('fastai CutMix', 'CutMix/batch', 'peer', lambda x, y: callback_driver(fa.CutMix(1.), y))
@@ -655,7 +671,8 @@ def merge(results):
     return [recs[k] for k in order]
 
 GROUP_ORDER = ['floor', 'info', 'MixUp/batch', 'MixUp/sample', 'CutMix/batch', 'CutMix/sample', 'RICAP/batch',
-               'RICAP/sample', 'loss', 'loss K=2', 'loss K=4']
+               'RICAP/sample', 'ResizeMix/batch', 'ResizeMix/sample', 'FMix/batch', 'FMix/sample', 'CutMix minmax/batch',
+               'CutMix minmax/sample', 'loss', 'loss K=2', 'loss K=4']
 
 def sort_key(rec):
     g = rec['group']
