@@ -29,14 +29,25 @@ def fourier_noise(
 def top_mask(
     v:np.ndarray, # (n, h, w) values, e.g. `fourier_noise`
     k:np.ndarray, # (n,) int: how many pixels to set in each image
+    n_bins:int=None, # histogram bins that locate each image's threshold; default `min(4096, H·W/4)`
 )->np.ndarray: # (n, h, w) bool with exactly `k[i]` pixels set in image `i`
-    "The `k[i]` highest pixels of each image: one sort per row for the threshold, an argsort only where values tie"
+    "The `k[i]` highest pixels of each image (ties by position): a histogram per image finds the threshold's bin, only that bin is sorted"
     n, hw = len(v), v[0].size
     flat, k = v.reshape(n, hw), np.asarray(k, dtype=np.int64)
-    th = np.sort(flat, axis=1)[np.arange(n), np.clip(hw - k, 0, hw - 1)]
-    mask = (flat >= th[:, None]) & (k[:, None] > 0)
-    for i in np.flatnonzero(mask.sum(1) != k):  # a tie at the threshold (measure zero for continuous noise)
-        mask[i] = False; mask[i, np.argsort(-flat[i], kind='stable')[:k[i]]] = True
+    n_bins = n_bins or min(4096, max(64, hw // 4))
+    lo, hi = flat.min(1, keepdims=True), flat.max(1, keepdims=True)
+    scale = np.where(hi > lo, (n_bins - 1) / np.where(hi > lo, hi - lo, 1), 0).astype(flat.dtype)
+    b = ((flat - lo) * scale).astype(np.int64)  # monotone in the value: a higher bin holds only higher values
+    cnt = np.bincount((b + np.arange(n)[:, None] * n_bins).ravel(), minlength=n * n_bins).reshape(n, n_bins)
+    above = np.concatenate([cnt[:, ::-1].cumsum(1)[:, ::-1], np.zeros((n, 1), np.int64)], 1)  # pixels in bins >= j
+    j = (above[:, :n_bins] >= k[:, None]).sum(1) - 1  # the bin holding each image's k-th highest value
+    need = k - above[np.arange(n), j + 1]  # how many of that bin's pixels are taken: its highest
+    mask = b > j[:, None]
+    r, c = np.nonzero(b == j[:, None])
+    o = np.lexsort((c, -flat[r, c], r))  # per image, highest first, ties by position
+    r, c = r[o], c[o]
+    take = np.arange(len(r)) - np.searchsorted(r, r) < need[r]  # rank within its image < need
+    mask[r[take], c[take]] = True
     return mask.reshape(v.shape)
 
 # %% ../nbs/06_fmix.ipynb #dd51ab6b
