@@ -98,6 +98,7 @@ def _is_spatial(t, hw): return isinstance(t, Tensor) and t.ndim >= 3 and tuple(t
 class MixHandler(Callback):
     "Base class of the batch-mixing callbacks: sampling, pairing, probability, schedules and the mixed loss"
     run_valid,order,image_only = False,0,True
+    mixes_input = True  # False while a subclass mixes something other than the input batch (whose dtype is then free)
     def __init__(self,
         p:float=1., # Probability that a batch (mode 'batch') or an image (mode 'sample') is mixed; number or schedule
         mode:str='batch', # 'batch': one draw per batch; 'sample': one draw per image
@@ -166,7 +167,7 @@ class MixHandler(Callback):
         if self.image_only and x.ndim != 4:
             raise ValueError(f"{type(self).__name__} mixes image batches of shape (B, C, H, W), got shape {tuple(x.shape)}")
         if x.ndim < 1: raise ValueError(f"the input batch must have a batch dimension, got shape {tuple(x.shape)}")
-        if not x.is_floating_point():
+        if self.mixes_input and not x.is_floating_point():
             raise TypeError(f"the input batch must be a float tensor, got dtype {x.dtype}: convert images to float "
                             "first (fastai's `IntToFloatTensor` does)")
         for i, t in enumerate(xb[1:], 1):

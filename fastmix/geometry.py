@@ -80,7 +80,9 @@ class Blend:
         "Blend the sources of `t`; write into `t` if `inplace` and the base is `t` itself"
         if self.keep_base and self.idx.shape[0] == 2:
             # lerp(a, b, w) = a + w·(b − a): exactly `a` where w = 0; the partners must be copied out before `t` changes
-            w, partner = _bcast(self.weights[:, 1], t), take_images(t, self.idx[1], (scratch or _fresh)('partners', t))
+            # a tensor in an autograd graph (a hidden activation) can't be copied into a buffer: index it
+            partner = t[self.idx[1]] if t.requires_grad else take_images(t, self.idx[1], (scratch or _fresh)('partners', t))
+            w = _bcast(self.weights[:, 1], t)
             return t.lerp_(partner, w) if inplace else t.lerp(partner, w)
         out = t[self.idx[0]] * _bcast(self.weights[:, 0], t)
         for k in range(1, self.idx.shape[0]): out.addcmul_(t[self.idx[k]], _bcast(self.weights[:, k], t))

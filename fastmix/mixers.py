@@ -14,6 +14,7 @@ from .ricap import RICAP
 from .cutmixup import CutMixUp
 from .resizemix import ResizeMix
 from .fmix import FMix
+from .manifold import ManifoldMixUp
 
 # %% auto #0
 __all__ = ['MIXERS', 'Mixer']
@@ -30,4 +31,5 @@ class Mixer:
         return self.cls(**{**self.kwargs, **kwargs})
 
 MIXERS = {m.name: m for m in [Mixer('mixup', MixUp), Mixer('cutmix', CutMix), Mixer('ricap', RICAP), Mixer('cutmixup', CutMixUp),
-                               Mixer('resizemix', ResizeMix), Mixer('fmix', FMix)]}
+                               Mixer('resizemix', ResizeMix), Mixer('fmix', FMix),
+                               Mixer('manifold', ManifoldMixUp)]}
