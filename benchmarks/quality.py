@@ -522,7 +522,7 @@ def report(res:dict, out:Path):
            "shared with other jobs, so wall times are indicative",
            *[f"- {', '.join(d['methods'])} added on {d['date']} by `{d['command']}` (same protocol and seeds, commit "
              f"{d['machine']['git_commit'] or '?'}, {d['jobs']} run(s) at a time): their runs are paired with the "
-             "baseline runs above" for d in res.get('added', [])],
+             "baseline runs above" + (f"; {d['baseline_check']}" if d.get('baseline_check') else '') for d in res.get('added', [])],
            '- plots: `quality_error.png` (test error per epoch), `quality_reliability.png` (reliability diagram)', '']
     (out/'quality.md').write_text('\n'.join(md))
     print('\n'.join(md))
