@@ -455,8 +455,8 @@ def add_to(res:dict, a):
     cfg = res['config']
     for k in PROTOCOL: setattr(a, k, cfg[k])  # the saved study's protocol, whatever the command line says
     a.n_test = None if cfg['n_test'] == 10000 else cfg['n_test']
-    new = [m for m in (a.methods or []) if m != 'baseline']
-    if not new or any(m not in methods() for m in new): sys.exit(f"--add-to needs --methods among {list(methods())[1:]}")
+    new = [m for m in map(canonical, a.methods or []) if m != 'baseline']
+    if not new: sys.exit(f"--add-to needs --methods among {', '.join(mixers())}")
     check_data()
     print(f"adding {new} to the study of {res['date']} ({cfg['seeds']} seeds, {cfg['epochs']} epochs, "
           f"{cfg['n_train']} training images); {a.jobs} runs at a time", flush=True)
@@ -468,6 +468,8 @@ def add_to(res:dict, a):
     res['runs'] = [r for r in res['runs'] if r['method'] not in new] + runs
     cfg['methods'] = [m for m in cfg['methods'] if m not in new] + new
     cfg['method_args'].update({m: method_args(m) for m in new})
+    left = [k for k in mixers() if k not in cfg['methods']]
+    res['note'] = 'Mixers: `fastmix.mixers.MIXERS`' + (f" (not in this study: {', '.join(left)})." if left else ', all of it.')
     res['wall_total_s'] += time.perf_counter() - t0
     res['cpu_total_s'] = sum(r['cpu_s'] for r in res['runs'] + res['sweep_runs'])
     res.setdefault('added', []).append(dict(methods=new, date=_datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z'),
@@ -520,7 +522,7 @@ def report(res:dict, out:Path):
            "shared with other jobs, so wall times are indicative",
            *[f"- {', '.join(d['methods'])} added on {d['date']} by `{d['command']}` (same protocol and seeds, commit "
              f"{d['machine']['git_commit'] or '?'}, {d['jobs']} run(s) at a time): their runs are paired with the "
-             "baseline runs above" for d in res.get('added', [])],
+             "baseline runs above" + (f"; {d['baseline_check']}" if d.get('baseline_check') else '') for d in res.get('added', [])],
            '- plots: `quality_error.png` (test error per epoch), `quality_reliability.png` (reliability diagram)', '']
     (out/'quality.md').write_text('\n'.join(md))
     print('\n'.join(md))

@@ -92,6 +92,22 @@ def test_top_mask_exact_counts_and_highest():
     for n in (1, 2): assert v[n][m[n]].min() > v[n][~m[n]].max()
     assert np.array_equal(top_mask(np.ones((3, 2, 2)), [0, 3, 4]).sum((1, 2)), [0, 3, 4])  # all tied
 
+def _by_argsort(v, k):
+    f = v.reshape(len(v), -1); m = np.zeros(f.shape, bool)
+    for n in range(len(v)): m[n, np.argsort(-f[n], kind='stable')[:k[n]]] = True
+    return m.reshape(v.shape)
+
+@hyp
+@given(n=st.integers(1, 6), h=st.integers(1, 40), w=st.integers(1, 40), seed=st.integers(0, 2**31),
+       levels=st.sampled_from([0, 2, 16, None]), bins=st.sampled_from([None, 1, 7]))
+def test_top_mask_is_the_k_highest(n, h, w, seed, levels, bins):
+    "Exactly the k highest pixels, ties broken by position (the stable-argsort definition), whatever the histogram"
+    rng = np.random.default_rng(seed)
+    v = fourier_noise(rng, n, h, w)
+    if levels is not None: v = np.round(v / (np.abs(v).max() + 1e-12) * levels)  # ties (levels 0: all equal)
+    k = rng.integers(0, h * w + 1, n)
+    assert np.array_equal(top_mask(v, k, bins), _by_argsort(v, k))
+
 def test_fmix_decay_smooths():
     "Larger δ: lower frequencies, so fewer mask boundaries between neighbouring pixels"
     rng = np.random.default_rng(0)
