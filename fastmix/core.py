@@ -11,10 +11,11 @@ from dataclasses import dataclass
 import numpy as np, torch
 from torch import Tensor
 from fastai.basics import *
+from fastai.callback.mixup import MixHandler as _FastaiMix
 from .geometry import to_device, Scratch, Blend
 
 # %% auto #0
-__all__ = ['Mix', 'check_number', 'mixed_loss', 'MixHandler']
+__all__ = ['Mix', 'check_number', 'check_range', 'mixed_loss', 'MixHandler']
 
 # %% ../nbs/40_core.ipynb #5caab126
 @dataclass
@@ -47,6 +48,14 @@ def check_number(name:str, v, lo=None, hi=None, lo_open=False, sched_ok=True):
         rng = f"{'(' if lo_open else '['}{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf)'}{']' if hi is not None else ''}"
         raise ValueError(f"`{name}` must be in {rng}, got {v!r}")
     return v
+
+# %% ../nbs/40_core.ipynb #c1cf5bd0
+def check_range(name:str, v, lo=0., hi=1.)->tuple:
+    "Raise a clear error unless `v` is a pair `(a, b)` of finite numbers with `lo < a <= b <= hi`"
+    if not isinstance(v, (tuple, list)) or len(v) != 2 or not all(_is_real(a) and math.isfinite(a) for a in v):
+        raise ValueError(f"`{name}` must be a pair (low, high) of finite numbers, got {v!r}")
+    if not lo < v[0] <= v[1] <= hi: raise ValueError(f"`{name}` must satisfy {lo} < low <= high <= {hi}, got {v!r}")
+    return tuple(float(a) for a in v)
 
 # %% ../nbs/40_core.ipynb #2382f057
 def _plain_ce(lf):
@@ -88,6 +97,12 @@ def _space(x:Tensor)->tuple:
     "Spatial size of a batch (B, C, *space): (L,) for signals, (H, W) for images, (D, H, W) for volumes; () below 3 dims"
     return tuple(x.shape[2:])
 
+_SHAPES = {1: '(B, C, L)', 2: '(B, C, H, W)', 3: '(B, C, D, H, W)'}
+def _shapes(dims)->str:
+    "'(B, C, L), (B, C, H, W) or (B, C, D, H, W)' for `dims` (1, 2, 3)"
+    names = [_SHAPES[d] for d in sorted(dims)]
+    return ' or '.join(names) if len(names) < 3 else ', '.join(names[:-1]) + ' or ' + names[-1]
+
 def _is_spatial(t, sp:tuple)->bool:
     "Is `t` a map over the positions of space `sp` (a label map (B, *space), or (B, C, *space))?"
     return isinstance(t, Tensor) and len(sp) > 0 and t.ndim > len(sp) and tuple(t.shape[t.ndim-len(sp):]) == sp
@@ -95,7 +110,8 @@ def _is_spatial(t, sp:tuple)->bool:
 class MixHandler(Callback):
     "Base class of the batch-mixing callbacks: sampling, pairing, probability, schedules and the mixed loss"
     run_valid,order = False,0
-    image_only = True  # the method cuts space: batches (B, C, L), (B, C, H, W) or (B, C, D, H, W)
+    image_only = True  # the method cuts space: its batches are (B, C, *space)
+    space_dims = (2,)  # the numbers of spatial axes it can cut: images; `CutMix` and `RICAP` also signals (1) and volumes (3)
     mixes_input = True  # False while a subclass mixes something other than the input batch (whose dtype is then free)
     def __init__(self,
         p:float=1., # Probability that a batch (mode 'batch') or an image (mode 'sample') is mixed; number or schedule
@@ -162,9 +178,9 @@ class MixHandler(Callback):
     def check_batch(self, x, yb, xb=()):
         "Errors for batches no method can mix"
         if not isinstance(x, Tensor): raise TypeError(f"the input batch must be a Tensor, got {type(x).__name__}")
-        if self.image_only and x.ndim not in (3, 4, 5):
-            raise ValueError(f"{type(self).__name__} mixes batches of shape (B, C, L), (B, C, H, W) or (B, C, D, H, W), "
-                             f"got shape {tuple(x.shape)}")
+        if self.image_only and x.ndim - 2 not in self.space_dims:
+            what = 'image batches' if tuple(self.space_dims) == (2,) else 'batches'
+            raise ValueError(f"{type(self).__name__} mixes {what} of shape {_shapes(self.space_dims)}, got shape {tuple(x.shape)}")
         if x.ndim < 1: raise ValueError(f"the input batch must have a batch dimension, got shape {tuple(x.shape)}")
         if self.mixes_input and not x.is_floating_point():
             raise TypeError(f"the input batch must be a float tensor, got dtype {x.dtype}: convert images to float "
@@ -206,7 +222,15 @@ class MixHandler(Callback):
         return mix, xb, tuple(map(target, yb, cut, mix.in_loss))
 
     # -- fastai events
-    def before_fit(self): self.mix = None
+    def before_fit(self): self.mix = None; self.check_alone()
+    def check_alone(self):
+        "Error if another mixer is in the Learner: both would mix the batch, and the loss would know only one mix"
+        others = [cb for cb in self.learn.cbs if cb is not self and isinstance(cb, (MixHandler, _FastaiMix))]
+        if others:
+            names = ', '.join(type(cb).__name__ for cb in [self, *others])
+            raise ValueError(f"two mixers in one Learner ({names}): each would mix every batch while the loss knows "
+                             "only one mix. Keep one; to pick one of several per batch or per image, use "
+                             "`MixChoice([MixUp(), CutMix()])` or `CutMixUp()`")
     def before_batch(self):
         self.mix = None
         if not self.mixing_now(): return

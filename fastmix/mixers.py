@@ -12,6 +12,8 @@ from .mixup import MixUp
 from .cutmix import CutMix
 from .ricap import RICAP
 from .cutmixup import CutMixUp
+from .resizemix import ResizeMix
+from .fmix import FMix
 from .manifold import ManifoldMixUp
 
 # %% auto #0
@@ -29,4 +31,5 @@ class Mixer:
         return self.cls(**{**self.kwargs, **kwargs})
 
 MIXERS = {m.name: m for m in [Mixer('mixup', MixUp), Mixer('cutmix', CutMix), Mixer('ricap', RICAP), Mixer('cutmixup', CutMixUp),
-                              Mixer('manifold', ManifoldMixUp)]}
+                               Mixer('resizemix', ResizeMix), Mixer('fmix', FMix),
+                               Mixer('manifold', ManifoldMixUp)]}
