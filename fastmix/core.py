@@ -83,12 +83,14 @@ def mixed_loss(
 
 # %% ../nbs/40_core.ipynb #afdd7140
 _modes = ('batch', 'sample')
+_per_batch = frozenset({'mix', 'hidden_yb', 'ahead', 'ahead_key', 'reads_schedule'})  # callback attributes written every batch
 
 def _is_spatial(t, hw): return isinstance(t, Tensor) and t.ndim >= 3 and tuple(t.shape[-2:]) == hw
 
 class MixHandler(Callback):
     "Base class of the batch-mixing callbacks: sampling, pairing, probability, schedules and the mixed loss"
     run_valid,order,image_only = False,0,True
+    draw_ahead = 32 # In a fit, the mixes of up to this many batches are drawn at once (1: each at its batch)
     def __init__(self,
         p:float=1., # Probability that a batch (mode 'batch') or an image (mode 'sample') is mixed; number or schedule
         mode:str='batch', # 'batch': one draw per batch; 'sample': one draw per image
@@ -108,6 +110,14 @@ class MixHandler(Callback):
         self.seed = random.getrandbits(63) if seed is None else seed
         rank = rank_distrib()
         self.rng = np.random.default_rng(self.seed if rank == 0 else [self.seed, rank])
+        self.hidden_yb = self.ahead = self.ahead_key = None
+        self.reads_schedule = False  # set once a hyper-parameter turns out to be a schedule: no drawing ahead
+
+    def __setattr__(self, name, value):
+        # fastai checks every attribute set on a callback against the learner's, which costs more than a whole
+        # per-batch mix at small sizes: per-batch state skips that check (its names shadow nothing)
+        if name in _per_batch: object.__setattr__(self, name, value)
+        else: super().__setattr__(name, value)
 
     @property
     def per_sample(self): return self.mode == 'sample'
@@ -116,10 +126,11 @@ class MixHandler(Callback):
     def value(self, v):
         "Current value of hyper-parameter `v`: a number, or a schedule evaluated at the training progress"
         if not callable(v): return v
+        self.reads_schedule = True
         return v(min(max(float(getattr(self, 'pct_train', 0.) or 0.), 0.), 1.))
     def sample_beta(self, name:str, a, n:int)->np.ndarray:
         "`n` draws of `Beta(a, a)`, `a` being the current value of hyper-parameter `name`"
-        a = check_number(name, self.value(a), 0, lo_open=True, sched_ok=False)
+        if callable(a): a = check_number(name, self.value(a), 0, lo_open=True, sched_ok=False)
         return self.rng.beta(a, a, size=n)
     def perm(self, bs:int)->np.ndarray: return self.rng.permutation(bs)
     def randint(self, hi, n:int)->np.ndarray:
@@ -127,7 +138,9 @@ class MixHandler(Callback):
         return np.floor(self.rng.random(n) * hi).astype(np.int64)
     def pairs(self, bs:int)->np.ndarray:
         "(2, bs) host indices: each image, then its partner from a random permutation"
-        return np.stack([np.arange(bs), self.perm(bs)])
+        idx = np.empty((2, bs), dtype=np.int64)
+        idx[0], idx[1] = np.arange(bs), self.perm(bs)  # faster than np.stack
+        return idx
 
     def draw(self, x:Tensor, on:np.ndarray|None)->Mix:
         "Return the `Mix` for batch `x`; `on` flags the images to mix in per-sample mode (None: the whole batch)"
@@ -136,6 +149,7 @@ class MixHandler(Callback):
     # -- which batches are mixed
     def mixing_now(self)->bool:
         "False during the final clean part of training (`off_epochs`, `off_pct`)"
+        if not (self.off_epochs or self.off_pct): return True  # saves two lookups through the learner per batch
         n_epoch, pct = getattr(self, 'n_epoch', None), getattr(self, 'pct_train', None)
         if self.off_epochs and n_epoch is not None and self.epoch >= n_epoch - self.off_epochs: return False
         if self.off_pct and pct is not None and pct >= 1 - self.off_pct: return False
@@ -154,36 +168,61 @@ class MixHandler(Callback):
     def check_batch(self, x, yb, xb=()):
         "Errors for batches no method can mix"
         if not isinstance(x, Tensor): raise TypeError(f"the input batch must be a Tensor, got {type(x).__name__}")
-        if self.image_only and x.ndim != 4:
+        nd = x.ndim
+        if self.image_only and nd != 4:
             raise ValueError(f"{type(self).__name__} mixes image batches of shape (B, C, H, W), got shape {tuple(x.shape)}")
-        if x.ndim < 1: raise ValueError(f"the input batch must have a batch dimension, got shape {tuple(x.shape)}")
+        if nd < 1: raise ValueError(f"the input batch must have a batch dimension, got shape {tuple(x.shape)}")
         if not x.is_floating_point():
             raise TypeError(f"the input batch must be a float tensor, got dtype {x.dtype}: convert images to float "
                             "first (fastai's `IntToFloatTensor` does)")
+        bs = x.shape[0]
         for i, t in enumerate(xb[1:], 1):
-            if isinstance(t, Tensor) and t.ndim and t.shape[0] != x.shape[0]:
-                raise ValueError(f"input {i} has batch size {t.shape[0]} but input 0 has {x.shape[0]}")
+            if isinstance(t, Tensor) and t.ndim and t.shape[0] != bs:
+                raise ValueError(f"input {i} has batch size {t.shape[0]} but input 0 has {bs}")
         for i, y in enumerate(yb):
-            if isinstance(y, Tensor) and y.ndim and y.shape[0] != x.shape[0]:
-                raise ValueError(f"target {i} has batch size {y.shape[0]} but the input batch has {x.shape[0]}")
+            if isinstance(y, Tensor) and y.ndim and y.shape[0] != bs:
+                raise ValueError(f"target {i} has batch size {y.shape[0]} but the input batch has {bs}")
 
-    def mix_batch(self, xb:tuple, yb:tuple, inplace:bool=False):
+    def choose(self, x:Tensor)->Mix|None:
+        "Whether batch `x` is mixed (probability `p`, per batch or per image) and if so its mix, else None"
+        bs, p = x.shape[0], self.p
+        if callable(p): p = check_number('p', self.value(p), 0, 1, sched_ok=False)
+        if self.per_sample:
+            on = self.rng.random(bs) < p
+            return self.draw(x, on) if on.any() else None
+        return self.draw(x, None) if self.rng.random() < p else None
+
+    def next_mix(self, x:Tensor, n:int)->Mix|None:
+        "`choose` for the next batch of a fit, drawn ahead with up to `n - 1` batches after it if they have `x`'s shape"
+        key = (x.shape, x.dtype, x.device)
+        if not self.ahead or self.ahead_key != key:
+            ahead, n = [], min(n, self.draw_ahead)
+            while len(ahead) < n:
+                mix = self.choose(x)
+                if self.reads_schedule and ahead: break  # a schedule is read at its own batch's progress: dropped
+                ahead.append(mix)
+                if self.reads_schedule: break
+            self.ahead, self.ahead_key = ahead[::-1], key
+        return self.ahead.pop()
+
+    def mix_batch(self,
+        xb:tuple, yb:tuple, # The batch
+        inplace:bool=False, # Write into the batch's tensors where they are its own (the training path)
+        ahead:int=0, # In a fit, the batches left in the epoch: their mixes may be drawn now, ahead (`next_mix`)
+    ):
         "Draw a mix for `(xb, yb)` and return `(mix, xb, yb)` mixed; `mix` is None when nothing is mixed"
         x = xb[0]
         self.check_batch(x, yb, xb)
-        bs = x.shape[0]
-        if bs < 2: return None, xb, yb
-        p = check_number('p', self.value(self.p), 0, 1, sched_ok=False)
-        if self.per_sample:
-            on = self.rng.random(bs) < p
-            if not on.any(): return None, xb, yb
-        else:
-            if not self.rng.random() < p: return None, xb, yb
-            on = None
-        mix = self.draw(x, on)
+        if x.shape[0] < 2: return None, xb, yb
+        mix = self.next_mix(x, ahead) if ahead > 1 else self.choose(x)
+        if mix is None: return None, xb, yb
+        return (mix, *self.apply_mix(mix, x, xb, yb, inplace))
+
+    def apply_mix(self, mix:Mix, x:Tensor, xb:tuple, yb:tuple, inplace:bool=False)->tuple:
+        "`(xb, yb)` mixed by `mix`, drawn for their first input `x`"
         hw = tuple(x.shape[-2:])
         app = lambda t, inplace=False: mix.geom.apply(t, inplace=inplace and self.can_overwrite(t), scratch=self.scratch)
-        xb = tuple(app(t, inplace) if self.follows(t, x, hw) else t for t in xb)
+        xb = tuple(app(t, inplace) if t is x or self.follows(t, x, hw) else t for t in xb)
         # a target is cut like the pixels (masks), blended by weight (multi-hot, regression), or left to the loss
         if mix.geom.cuts is None and any(_is_spatial(y, hw) for y in yb):  # some images blended, some cut
             raise ValueError(f"{type(self).__name__}: per-sample switching between blending (MixUp) and cutting "
@@ -194,29 +233,35 @@ class MixHandler(Callback):
             if cut: return app(y)  # a mask: cut and pasted like the pixels
             if in_loss or not isinstance(y, Tensor): return y  # class indices: left to the mixed loss
             return mix.blend(y)  # multi-hot or regression targets: mixed by weight
-        return mix, xb, tuple(map(target, yb, cut, mix.in_loss))
+        return xb, tuple(map(target, yb, cut, mix.in_loss))
 
     # -- fastai events
-    def before_fit(self): self.mix = None
+    # the events read the learner's attributes through `learn`: `self.xb` would go through fastai's `GetAttr`
+    def before_fit(self): self.mix = self.hidden_yb = self.ahead = None; self.reads_schedule = False
+    def before_epoch(self): self.ahead = None  # hyper-parameters set between epochs apply from the next one
     def before_batch(self):
         self.mix = None
         if not self.mixing_now(): return
-        if getattr(self.learn.loss_func, 'y_int', False):
-            for i, y in enumerate(self.yb):
+        learn = self.learn
+        if getattr(learn.loss_func, 'y_int', False):
+            for i, y in enumerate(learn.yb):
                 if isinstance(y, Tensor) and y.is_floating_point():
-                    raise TypeError(f"the loss {self.learn.loss_func!r} takes class indices (`y_int`) but target {i} "
+                    raise TypeError(f"the loss {learn.loss_func!r} takes class indices (`y_int`) but target {i} "
                                     f"is {y.dtype}: it cannot be mixed as a class index")
-        self.mix, xb, yb = self.mix_batch(self.xb, self.yb, inplace=True)
-        if self.mix is not None: self.learn.xb, self.learn.yb = xb, yb
+        ahead = getattr(learn, 'n_iter', 1) - getattr(learn, 'iter', 0)
+        mix, xb, yb = self.mix_batch(learn.xb, learn.yb, inplace=True, ahead=ahead)
+        if mix is not None: self.mix, learn.xb, learn.yb = mix, xb, yb
 
     def after_loss(self):
         "Swap in the mixed loss when some targets are class indices (they were left unmixed in `yb`)"
         mix = self.mix
         if mix is None or not any(mix.in_loss): return
-        if len(self.yb) == 1 and self.yb[0].ndim == 1: ybs = self.yb[0][mix.idx.T]  # (B, K) class indices in one gather
-        else: ybs = [tuple(mix.sources(y, k) if l else y for l, y in zip(mix.in_loss, self.yb)) for k in range(mix.K)]
-        self.learn.loss_grad = mixed_loss(self.learn.loss_func, self.pred, ybs, mix.weights)
-        self.learn.loss = self.learn.loss_grad.clone()
+        learn = self.learn
+        yb = learn.yb
+        if len(yb) == 1 and yb[0].ndim == 1: ybs = yb[0][mix.idx.T]  # (B, K) class indices in one gather
+        else: ybs = [tuple(mix.sources(y, k) if l else y for l, y in zip(mix.in_loss, yb)) for k in range(mix.K)]
+        learn.loss_grad = mixed_loss(learn.loss_func, learn.pred, ybs, mix.weights)
+        learn.loss = learn.loss_grad.clone()
     def after_batch(self): self.mix = None
-    def after_fit(self): self.mix = None; self.scratch.clear()
-    def __getstate__(self): return {**self.__dict__, 'mix': None, 'scratch': Scratch()}  # neither is worth saving
+    def after_fit(self): self.mix = self.ahead = None; self.scratch.clear()
+    def __getstate__(self): return {**self.__dict__, 'mix': None, 'hidden_yb': None, 'ahead': None, 'scratch': Scratch()}  # neither is worth saving

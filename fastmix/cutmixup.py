@@ -21,7 +21,7 @@ class Select:
     "Per-image choice among geometries: image `b` takes its pixels from `geoms[pick[b]]`"
     def __init__(self, pick:Tensor, geoms:list):
         self.pick,self.geoms = pick,geoms
-        cuts = {g.cuts for g in geoms}
+        cuts = {g.cuts for g in geoms if g is not None}
         self.cuts = cuts.pop() if len(cuts) == 1 else None  # None: some blend, some cut
     def apply(self, t:Tensor, inplace:bool=False, scratch=None)->Tensor:
         out = None
