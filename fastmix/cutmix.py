@@ -31,4 +31,4 @@ class CutMix(MixHandler):
         boxes, lam = cutmix_boxes(lam, self.randint(h, n), self.randint(w, n), h, w)
         idx = to_device(self.pairs(bs), x.device)
         weights = to_device(np.broadcast_to(np.stack([lam, 1 - lam], -1), (bs, 2)).astype(np.float32), x.device)
-        return Mix(idx, weights, BoxPaste(idx, boxes, (h, w)))
+        return Mix(idx, weights, BoxPaste(idx, boxes, (h, w), like=x))

@@ -34,4 +34,4 @@ class RICAP(MixHandler):
         rects, wts = ricap_rects(bw, bh, self.rng.random((n, 4)), self.rng.random((n, 4)), h, w)
         idx_d = to_device(idx, x.device)
         weights = to_device(np.broadcast_to(wts, (bs, 4)).astype(np.float32), x.device)
-        return Mix(idx_d, weights, TilePaste(idx_d, rects, idx))
+        return Mix(idx_d, weights, TilePaste(idx_d, rects, idx, like=x))
