@@ -49,33 +49,35 @@ def check_number(name:str, v, lo=None, hi=None, lo_open=False, sched_ok=True):
     return v
 
 # %% ../nbs/40_core.ipynb #2382f057
-def _plain_ce(lf):
-    "The `nn.CrossEntropyLoss` behind `lf` if it is plain (no class weights, no smoothing), else None"
+def _plain_ce(lf, pred):
+    "The `nn.CrossEntropyLoss` behind `lf` if it is plain (no class weights, no smoothing) with classes on `pred`'s dim 1, else None"
     f = getattr(lf, 'func', lf)
-    return f if isinstance(f, nn.CrossEntropyLoss) and f.weight is None and f.label_smoothing == 0 else None
+    if not (isinstance(f, nn.CrossEntropyLoss) and f.weight is None and f.label_smoothing == 0): return None
+    return f if pred.ndim == 2 or getattr(lf, 'axis', 1) % pred.ndim == 1 else None
 
 def _mixed_ce(pred, Y, weights, ignore_index, red):
-    "Cross-entropy mixed over the K columns of class indices `Y`: one log-softmax, the K picked log-probabilities weighted"
+    "Cross-entropy mixed over the K sources of class indices `Y` (B, K, ...): one log-softmax, the K picked log-probabilities weighted"
     lsm = torch.log_softmax(pred, 1)
-    picked = lsm.gather(1, Y.clamp(min=0) if ignore_index < 0 else Y)
-    w = weights.to(lsm.dtype).mul(Y != ignore_index)  # an ignored target adds nothing, as in `F.cross_entropy`
-    if red == 'none': return -(picked * w).sum(1)
+    ok = Y != ignore_index  # an ignored target adds nothing, as in `F.cross_entropy`
+    picked = lsm.gather(1, Y * ok)
+    w = weights.to(lsm.dtype).view(*weights.shape, *[1] * (Y.ndim - 2)).mul(ok)
+    if red == 'none': return -(picked * w).sum(1).reshape(-1)
     # the reduction's sign and scale go into the weights (no gradient there): one dot product is the whole loss
-    return torch.dot(picked.reshape(-1), w.mul_(-1 / len(pred) if red == 'mean' else -1).reshape(-1))
+    return torch.dot(picked.reshape(-1), w.mul_(-Y.shape[1] / Y.numel() if red == 'mean' else -1).reshape(-1))
 
 def mixed_loss(
     lf, # The original loss function
     pred:Tensor, # The model's output
-    ybs:list|Tensor, # One tuple of targets per source (`ybs[k]`: the targets of source `k`), or (B, K) class indices
+    ybs:list|Tensor, # One tuple of targets per source (`ybs[k]`: the targets of source `k`), or (B, K, ...) class indices
     weights:Tensor, # (B, K) label weights
 )->Tensor:
     "`Σ_k weights[:, k] · lf(pred, *ybs[k])` per sample, reduced as `lf` reduces"
     bs, red = weights.shape[0], getattr(lf, 'reduction', 'mean')
-    ce = _plain_ce(lf) if pred.ndim == 2 else None
+    ce, ys = _plain_ce(lf, pred), (pred.shape[0], *pred.shape[2:])  # ys: the shape of class-index targets for `pred`
     if isinstance(ybs, Tensor):
-        if ce is not None and ybs.shape == (len(pred), weights.shape[1]): return _mixed_ce(pred, ybs, weights, ce.ignore_index, red)
-        ybs = [(y,) for y in ybs.T]
-    if ce is not None and all(len(yb) == 1 and yb[0].shape == pred.shape[:1] for yb in ybs):
+        if ce is not None and ybs.shape == (ys[0], weights.shape[1], *ys[1:]): return _mixed_ce(pred, ybs, weights, ce.ignore_index, red)
+        ybs = [(y,) for y in ybs.unbind(1)]
+    if ce is not None and all(len(yb) == 1 and yb[0].shape == ys for yb in ybs):
         return _mixed_ce(pred, torch.stack([yb[0] for yb in ybs], 1), weights, ce.ignore_index, red)
     with NoneReduce(lf) as nlf:
         loss = sum(nlf(pred, *yb).reshape(bs, -1) * weights[:, k, None].to(pred.dtype) for k, yb in enumerate(ybs))
@@ -240,7 +242,7 @@ class MixHandler(Callback):
     def before_fit(self): self.mix = self.hidden_yb = self.ahead = None; self.reads_schedule = False
     def before_epoch(self): self.ahead = None  # hyper-parameters set between epochs apply from the next one
     def before_batch(self):
-        self.mix = None
+        self.mix = self.hidden_yb = None
         if not self.mixing_now(): return
         learn = self.learn
         if getattr(learn.loss_func, 'y_int', False):
@@ -252,16 +254,22 @@ class MixHandler(Callback):
         mix, xb, yb = self.mix_batch(learn.xb, learn.yb, inplace=True, ahead=ahead)
         if mix is not None: self.mix, learn.xb, learn.yb = mix, xb, yb
 
-    def after_loss(self):
-        "Swap in the mixed loss when some targets are class indices (they were left unmixed in `yb`)"
+    def after_pred(self):
+        "Hide targets the mixed loss will use from the learner, so that it skips its own loss on them"
         mix = self.mix
+        if mix is not None and any(mix.in_loss): self.hidden_yb, self.learn.yb = self.learn.yb, ()
+    def after_loss(self):
+        "Put the targets back and compute the mixed loss when some are class indices (left unmixed in `yb`)"
+        mix, learn = self.mix, self.learn
+        if self.hidden_yb is not None: learn.yb, self.hidden_yb = self.hidden_yb, None
         if mix is None or not any(mix.in_loss): return
-        learn = self.learn
         yb = learn.yb
-        if len(yb) == 1 and yb[0].ndim == 1: ybs = yb[0][mix.idx.T]  # (B, K) class indices in one gather
+        if len(yb) == 1: ybs = yb[0][mix.idx.T]  # (B, K, ...) class indices (or label maps) in one gather
         else: ybs = [tuple(mix.sources(y, k) if l else y for l, y in zip(mix.in_loss, yb)) for k in range(mix.K)]
         learn.loss_grad = mixed_loss(learn.loss_func, learn.pred, ybs, mix.weights)
         learn.loss = learn.loss_grad.clone()
-    def after_batch(self): self.mix = None
+    def after_batch(self):
+        if self.hidden_yb is not None: self.learn.yb = self.hidden_yb  # a callback cancelled the batch before `after_loss`
+        self.mix = self.hidden_yb = None
     def after_fit(self): self.mix = self.ahead = None; self.scratch.clear()
     def __getstate__(self): return {**self.__dict__, 'mix': None, 'hidden_yb': None, 'ahead': None, 'scratch': Scratch()}  # neither is worth saving
