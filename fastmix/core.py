@@ -216,7 +216,7 @@ class MixHandler(Callback):
         x = xb[0]
         self.check_batch(x, yb, xb)
         if x.shape[0] < 2: return None, xb, yb
-        mix = self.next_mix(x, ahead) if ahead > 1 else self.choose(x)
+        mix = self.next_mix(x, ahead) if ahead else self.choose(x)
         if mix is None: return None, xb, yb
         return (mix, *self.apply_mix(mix, x, xb, yb, inplace))
 
