@@ -66,7 +66,7 @@ import torch.nn.functional as F
 from fastai.basics import *
 from fastai.layers import ConvLayer, ResBlock
 if str(ROOT) not in sys.path: sys.path.insert(0, str(ROOT))  # run from a checkout without installing
-import fastmix, fastmix.all as fm
+import fastmix
 from datetime import datetime as _datetime  # after fastai's star import, which rebinds `datetime`
 
 class ArrayDL(DataLoader):
@@ -134,19 +134,31 @@ def ece(p, y, n_bins:int=N_BINS)->float:
     return float(np.abs(s_acc - s_conf).sum() / cnt.sum())
 
 # ---------------------------------------------------------------------------------------------------------- runs
+def mixers()->dict:
+    "label → `Mixer` of every fastmix mixer (`fastmix.mixers.MIXERS`); the label is the class name, as in the tables"
+    from fastmix.mixers import MIXERS
+    return {m.cls.__name__: m for m in MIXERS.values()}
+
+def canonical(name:str)->str:
+    "The study's label of a method named by its label or its `MIXERS` name, in any case ('cutmix' → 'CutMix')"
+    labels = ['baseline', *mixers()]
+    if name.lower() not in {k.lower() for k in labels}:
+        raise SystemExit(f"unknown method {name!r}: choose from {', '.join(labels)}")
+    return next(k for k in labels if k.lower() == name.lower())
+
 def methods(sel=None):
-    "name → factory(seed) of the callback (None for the baseline); CutMixUp joins when fastmix has it"
-    ms = {'baseline': lambda s: None, 'MixUp': lambda s: fm.MixUp(seed=s), 'CutMix': lambda s: fm.CutMix(seed=s),
-          'RICAP': lambda s: fm.RICAP(seed=s)}
-    if hasattr(fm, 'CutMixUp'): ms['CutMixUp'] = lambda s: fm.CutMixUp(seed=s)
-    if sel: ms = {k: v for k, v in ms.items() if k in sel}
+    "label → factory(seed) of the callback (None for the baseline): the baseline and every mixer of `MIXERS`"
+    ms = {'baseline': lambda s: None} | {k: (lambda s, m=m: m(seed=s)) for k, m in mixers().items()}
+    if sel: ms = {k: v for k, v in ms.items() if k in {canonical(n) for n in sel}}
     return ms
 
 def method_args(name:str)->str:
-    "The constructor defaults the study uses for mixer `name` (all but the seed), as `k=v, ...`"
+    "The arguments the study builds mixer `name` with (all but the seed), as `k=v, ...`"
     import inspect
-    ps = inspect.signature(getattr(fm, name).__init__).parameters.values()
-    return ', '.join(f'{p.name}={p.default!r}' for p in ps if p.default is not inspect.Parameter.empty)
+    m = mixers()[name]
+    ps = inspect.signature(m.cls.__init__).parameters.values()
+    kw = {p.name: p.default for p in ps if p.default is not inspect.Parameter.empty} | m.kwargs
+    return ', '.join(f'{k}={v!r}' for k, v in kw.items())
 
 def run_one(d, method:str, seed:int, n_train:int, epochs:int, a, every_epoch:bool=True):
     "Train one model and return its test numbers; `every_epoch`: test after every epoch (else only after the last)"
@@ -308,6 +320,33 @@ def plot_reliability(runs, names, path):
     fig.suptitle('Reliability on the test set, predictions of all seeds pooled (15 equal-width confidence bins)', fontsize=9)
     fig.tight_layout(); fig.savefig(path, dpi=110); plt.close(fig)
 
+# ---------------------------------------------------------------------------------------------------------- reuse
+SAME = ('n_train', 'n_test', 'split_seed', 'epochs', 'bs', 'lr', 'threads')
+
+def run_key(r)->tuple: return r[0:4] if isinstance(r, tuple) else (r['method'], r['seed'], r['n_train'], r['epochs'])
+
+def run_reusing(jobs:list, a, log:Path)->tuple:
+    "Run the jobs `a.reuse`'s runs lack; retrain its first baseline run as a check. Return all results, in job order, and what was reused"
+    old = json.loads(Path(a.reuse).read_text())
+    mine = dict(n_train=a.n_train, n_test=a.n_test or 10000, split_seed=a.split_seed, epochs=a.epochs, bs=a.bs,
+                lr=a.lr, threads=a.threads)
+    bad = {k: (old['config'].get(k), mine[k]) for k in SAME if old['config'].get(k) != mine[k]}
+    if bad: sys.exit(f"--reuse {a.reuse}: made with other settings (saved, now): {bad}")
+    have = {run_key(r): r for r in old['runs'] + old.get('sweep_runs', [])}
+    todo = [j for j in jobs if run_key(j) not in have]
+    check = next((j for j in jobs if run_key(j) in have and j[0] == 'baseline'), None)
+    print(f"reusing {len(jobs) - len(todo)} runs of {a.reuse} ({old['date']}, commit {old['machine']['git_commit']}); "
+          f"training {len(todo)}" + (f", and {check[0]} seed {check[1]} again as a check" if check else ''), flush=True)
+    done = run_all(([check] if check else []) + todo, a, log)
+    new = {run_key(r): r for r in done[1 if check else 0:]}
+    info = dict(source=str(a.reuse), date=old['date'], git_commit=old['machine']['git_commit'],
+                reused=sorted({j[0] for j in jobs if run_key(j) in have}), trained=sorted({j[0] for j in todo}))
+    if check:
+        o, c = have[run_key(check)], done[0]
+        info['check'] = dict(method=check[0], seed=check[1], **{f'{k}_{w}': r[k] for k in ('test_err', 'test_nll')
+                             for w, r in (('saved', o), ('again', c))}, identical=o['epoch_err'] == c['epoch_err'])
+    return [new.get(run_key(j)) or have[run_key(j)] for j in jobs], info
+
 # ---------------------------------------------------------------------------------------------------------- main
 def machine():
     cpu = platform.processor() or ''
@@ -345,8 +384,14 @@ def parse_args(argv=None):
     p.add_argument('--threads', type=int, default=1, help='torch threads per run (default 1: small convolutions '
                    'scale badly across threads, and very badly on a busy machine)')
     p.add_argument('--out', default=None, help='output folder (default benchmarks/results; --quick: a temp folder)')
+    p.add_argument('--reuse', default=None, metavar='JSON', help='reuse the runs of a saved quality.json made with '
+                   'the same settings: train only the runs it lacks, and train its first baseline run again to check '
+                   'that runs repeat exactly (the check is reported)')
     p.add_argument('--report', default=None, metavar='JSON', help="don't train: rebuild quality.md and the plots "
                    'in --out from a saved quality.json')
+    p.add_argument('--add-to', default=None, metavar='JSON', help='train only --methods (not the baseline) with the '
+                   "saved study's protocol and seeds, add their runs to it (replacing runs of the same method) and "
+                   'rebuild the report in --out; pairing holds because a seed fixes the initialisation and batches')
     a = p.parse_args(argv)
     if a.quick:
         a.seeds, a.epochs, a.n_train, a.n_test = 1, 1, 512, 1000
@@ -361,18 +406,18 @@ def parse_args(argv=None):
 def main(argv=None):
     a = parse_args(argv)
     if a.report: return report(json.loads(Path(a.report).read_text()), Path(a.out))
+    if a.add_to: return add_to(json.loads(Path(a.add_to).read_text()), a)
     check_data()
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     cmd = 'python ' + ' '.join(shlex.quote(s) for s in ([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]
                                                          if argv is None else ['benchmarks/quality.py'] + list(argv)))
     names = list(methods(a.methods))
-    note = ('CutMixUp is included (constructed with its defaults).' if 'CutMixUp' in names else
-            'CutMixUp is in this fastmix but not selected (--methods).' if hasattr(fm, 'CutMixUp') else
-            'CutMixUp is not in this fastmix (`fastmix.all.CutMixUp` missing): skipped.')
+    left = [k for k in mixers() if k not in names]
+    note = 'Mixers: `fastmix.mixers.MIXERS`' + (f" (not selected with --methods: {', '.join(left)})." if left else ', all of it.')
     print(f"fastmix quality study -> {out}\n{note}\nmethods {names}, {a.seeds} seeds, {a.epochs} epochs, "
           f"{a.n_train} training images, {a.n_test or 10000} test images; {a.jobs} runs at a time, "
           f"{a.threads} thread(s) each", flush=True)
-    sm, kind = a.sweep_method, a.sweep
+    sm, kind = canonical(a.sweep_method), a.sweep
     do_sweep = kind != 'none' and bool(a.sweep_values) and sm in names and 'baseline' in names
     # seed-major order; the sweep's jobs go last (the costliest first), so the main runs finish first
     jobs = [(m, seed, a.n_train, a.epochs, a, True) for seed in range(a.seeds) for m in names]
@@ -384,7 +429,7 @@ def main(argv=None):
     log = out/'quality_partial.jsonl'
     log.unlink(missing_ok=True)
     t0 = time.perf_counter()
-    res_all = run_all(jobs, a, log)
+    res_all, reuse = run_reusing(jobs, a, log) if a.reuse else (run_all(jobs, a, log), None)
     t_total = time.perf_counter() - t0
     nm = len(names) * a.seeds
     mach = machine()
@@ -398,7 +443,36 @@ def main(argv=None):
                jobs=a.jobs, threads=a.threads, quick=a.quick)
     res = dict(date=_datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z'), command=cmd, machine=mach,
                config=cfg, note=note, wall_total_s=t_total, cpu_total_s=sum(r['cpu_s'] for r in res_all),
-               runs=res_all[:nm], sweep_runs=res_all[nm:])
+               runs=res_all[:nm], sweep_runs=res_all[nm:], **({'reuse': reuse} if reuse else {}))
+    report(res, out)
+    log.unlink(missing_ok=True)
+    return res
+
+PROTOCOL = ('n_train', 'n_test', 'split_seed', 'epochs', 'seeds', 'bs', 'lr')
+
+def add_to(res:dict, a):
+    "Train `a.methods` with the protocol of the saved study `res` and add their runs to it, then report"
+    cfg = res['config']
+    for k in PROTOCOL: setattr(a, k, cfg[k])  # the saved study's protocol, whatever the command line says
+    a.n_test = None if cfg['n_test'] == 10000 else cfg['n_test']
+    new = [m for m in (a.methods or []) if m != 'baseline']
+    if not new or any(m not in methods() for m in new): sys.exit(f"--add-to needs --methods among {list(methods())[1:]}")
+    check_data()
+    print(f"adding {new} to the study of {res['date']} ({cfg['seeds']} seeds, {cfg['epochs']} epochs, "
+          f"{cfg['n_train']} training images); {a.jobs} runs at a time", flush=True)
+    out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
+    log = out/'quality_partial.jsonl'
+    log.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    runs = run_all([(m, seed, cfg['n_train'], cfg['epochs'], a, True) for seed in range(cfg['seeds']) for m in new], a, log)
+    res['runs'] = [r for r in res['runs'] if r['method'] not in new] + runs
+    cfg['methods'] = [m for m in cfg['methods'] if m not in new] + new
+    cfg['method_args'].update({m: method_args(m) for m in new})
+    res['wall_total_s'] += time.perf_counter() - t0
+    res['cpu_total_s'] = sum(r['cpu_s'] for r in res['runs'] + res['sweep_runs'])
+    res.setdefault('added', []).append(dict(methods=new, date=_datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z'),
+        command='python benchmarks/quality.py ' + ' '.join(shlex.quote(s) for s in sys.argv[1:]), machine=machine(),
+        jobs=a.jobs, threads=a.threads))
     report(res, out)
     log.unlink(missing_ok=True)
     return res
@@ -444,6 +518,9 @@ def report(res:dict, out:Path):
            f"- time of the whole study: {t_total/60:.1f} min wall, {cpu_total/60:.1f} min CPU in the runs "
            f"(≈ {cpu_total/60/max(cfg['jobs'], 1):.1f} min wall on {cfg['jobs']} idle core(s)); the machine was "
            "shared with other jobs, so wall times are indicative",
+           *[f"- {', '.join(d['methods'])} added on {d['date']} by `{d['command']}` (same protocol and seeds, commit "
+             f"{d['machine']['git_commit'] or '?'}, {d['jobs']} run(s) at a time): their runs are paired with the "
+             "baseline runs above" for d in res.get('added', [])],
            '- plots: `quality_error.png` (test error per epoch), `quality_reliability.png` (reliability diagram)', '']
     (out/'quality.md').write_text('\n'.join(md))
     print('\n'.join(md))

@@ -13,5 +13,8 @@ from .mixup import MixUp
 from .cutmix import CutMix
 from .ricap import RICAP
 from .cutmixup import MixChoice, CutMixUp
+from .resizemix import ResizeMix
+from .fmix import FMix
+from .manifold import ManifoldMixUp
 from .preview import show_mix, mixed_preview_batch, label_shares
-__all__ = ['Mix', 'MixHandler', 'mixed_loss', 'MixUp', 'CutMix', 'RICAP', 'MixChoice', 'CutMixUp', 'show_mix', 'mixed_preview_batch', 'label_shares']
+__all__ = ['Mix', 'MixHandler', 'mixed_loss', 'MixUp', 'CutMix', 'RICAP', 'MixChoice', 'CutMixUp', 'ResizeMix', 'FMix', 'ManifoldMixUp', 'show_mix', 'mixed_preview_batch', 'label_shares']

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 import numpy as np, torch
 from torch import Tensor
 from fastai.basics import *
+from fastai.callback.mixup import MixHandler as _FastaiMix
 from .geometry import to_device, Scratch, Blend
 
 # %% auto #0
-__all__ = ['Mix', 'check_number', 'mixed_loss', 'MixHandler']
+__all__ = ['Mix', 'check_number', 'check_range', 'mixed_loss', 'MixHandler']
 
 # %% ../nbs/40_core.ipynb #5caab126
 @dataclass
@@ -47,6 +48,14 @@ def check_number(name:str, v, lo=None, hi=None, lo_open=False, sched_ok=True):
         rng = f"{'(' if lo_open else '['}{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf)'}{']' if hi is not None else ''}"
         raise ValueError(f"`{name}` must be in {rng}, got {v!r}")
     return v
+
+# %% ../nbs/40_core.ipynb #c1cf5bd0
+def check_range(name:str, v, lo=0., hi=1.)->tuple:
+    "Raise a clear error unless `v` is a pair `(a, b)` of finite numbers with `lo < a <= b <= hi`"
+    if not isinstance(v, (tuple, list)) or len(v) != 2 or not all(_is_real(a) and math.isfinite(a) for a in v):
+        raise ValueError(f"`{name}` must be a pair (low, high) of finite numbers, got {v!r}")
+    if not lo < v[0] <= v[1] <= hi: raise ValueError(f"`{name}` must satisfy {lo} < low <= high <= {hi}, got {v!r}")
+    return tuple(float(a) for a in v)
 
 # %% ../nbs/40_core.ipynb #2382f057
 def _plain_ce(lf, pred):
@@ -86,6 +95,7 @@ def mixed_loss(
 # %% ../nbs/40_core.ipynb #afdd7140
 _modes = ('batch', 'sample')
 _per_batch = frozenset({'mix', 'hidden_yb', 'ahead', 'ahead_key', 'reads_schedule'})  # callback attributes written every batch
+_ahead_values = 1 << 22  # mixes drawn ahead are for at most about this many input values (bounds what they hold)
 
 def _is_spatial(t, hw): return isinstance(t, Tensor) and t.ndim >= 3 and tuple(t.shape[-2:]) == hw
 
@@ -93,6 +103,7 @@ class MixHandler(Callback):
     "Base class of the batch-mixing callbacks: sampling, pairing, probability, schedules and the mixed loss"
     run_valid,order,image_only = False,0,True
     draw_ahead = 32 # In a fit, the mixes of up to this many batches are drawn at once (1: each at its batch)
+    mixes_input = True  # False while a subclass mixes something other than the input batch (whose dtype is then free)
     def __init__(self,
         p:float=1., # Probability that a batch (mode 'batch') or an image (mode 'sample') is mixed; number or schedule
         mode:str='batch', # 'batch': one draw per batch; 'sample': one draw per image
@@ -174,7 +185,7 @@ class MixHandler(Callback):
         if self.image_only and nd != 4:
             raise ValueError(f"{type(self).__name__} mixes image batches of shape (B, C, H, W), got shape {tuple(x.shape)}")
         if nd < 1: raise ValueError(f"the input batch must have a batch dimension, got shape {tuple(x.shape)}")
-        if not x.is_floating_point():
+        if self.mixes_input and not x.is_floating_point():
             raise TypeError(f"the input batch must be a float tensor, got dtype {x.dtype}: convert images to float "
                             "first (fastai's `IntToFloatTensor` does)")
         bs = x.shape[0]
@@ -196,9 +207,11 @@ class MixHandler(Callback):
 
     def next_mix(self, x:Tensor, n:int)->Mix|None:
         "`choose` for the next batch of a fit, drawn ahead with up to `n - 1` batches after it if they have `x`'s shape"
+        # a warm loop of draws costs a fraction of the same draws made one at a time between batches, when the CPU's
+        # caches hold the model's work: so small batches draw ahead (large ones hold large mixes: masks, plans)
         key = (x.shape, x.dtype, x.device)
         if not self.ahead or self.ahead_key != key:
-            ahead, n = [], min(n, self.draw_ahead)
+            ahead, n = [], min(n, self.draw_ahead, max(1, _ahead_values // x.numel()))
             while len(ahead) < n:
                 mix = self.choose(x)
                 if self.reads_schedule and ahead: break  # a schedule is read at its own batch's progress: dropped
@@ -239,8 +252,16 @@ class MixHandler(Callback):
 
     # -- fastai events
     # the events read the learner's attributes through `learn`: `self.xb` would go through fastai's `GetAttr`
-    def before_fit(self): self.mix = self.hidden_yb = self.ahead = None; self.reads_schedule = False
+    def before_fit(self): self.mix = self.hidden_yb = self.ahead = None; self.reads_schedule = False; self.check_alone()
     def before_epoch(self): self.ahead = None  # hyper-parameters set between epochs apply from the next one
+    def check_alone(self):
+        "Error if another mixer is in the Learner: both would mix the batch, and the loss would know only one mix"
+        others = [cb for cb in self.learn.cbs if cb is not self and isinstance(cb, (MixHandler, _FastaiMix))]
+        if others:
+            names = ', '.join(type(cb).__name__ for cb in [self, *others])
+            raise ValueError(f"two mixers in one Learner ({names}): each would mix every batch while the loss knows "
+                             "only one mix. Keep one; to pick one of several per batch or per image, use "
+                             "`MixChoice([MixUp(), CutMix()])` or `CutMixUp()`")
     def before_batch(self):
         self.mix = self.hidden_yb = None
         if not self.mixing_now(): return

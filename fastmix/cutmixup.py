@@ -21,7 +21,7 @@ class Select:
     "Per-image choice among geometries: image `b` takes its pixels from `geoms[pick[b]]`"
     def __init__(self, pick:Tensor, geoms:list):
         self.pick,self.geoms = pick,geoms
-        cuts = {g.cuts for g in geoms if g is not None}
+        cuts = {g.cuts for g in geoms if g is not None}  # None: no image picked that mixer
         self.cuts = cuts.pop() if len(cuts) == 1 else None  # None: some blend, some cut
     def apply(self, t:Tensor, inplace:bool=False, scratch=None)->Tensor:
         out = None
@@ -31,6 +31,14 @@ class Select:
             m = (self.pick == i).view(-1, *[1] * (t.ndim - 1))
             out = gi if out is None else torch.where(m, gi, out)
         return out
+    def owner(self, h:int, w:int, dev)->Tensor:
+        "(B, H, W) layer painting each pixel: the chosen geometry's own map, 0 where it blends (previews outline it)"
+        own = torch.zeros(len(self.pick), h, w, dtype=torch.uint8, device=dev)
+        for i, g in enumerate(self.geoms):
+            if getattr(g, 'owner', None) is None: continue
+            m = self.pick == i
+            own[m] = g.owner(h, w, dev).expand(len(own), h, w)[m]
+        return own
 
 class MixChoice(MixHandler):
     "Each batch (mode 'batch') or image (mode 'sample') is mixed by one of `mixers`, chosen with `probs`"

@@ -7,11 +7,12 @@ Docs: https://fastmix.github.io/fastmix/geometry.html.md"""
 # %% ../nbs/41_geometry.ipynb #01c39b3c
 from __future__ import annotations
 import math, numpy as np, torch
+import torch.nn.functional as F
 from torch import Tensor
 
 # %% auto #0
 __all__ = ['to_device', 'Scratch', 'take_images', 'Blend', 'gather_pixels', 'Paste', 'cutmix_boxes', 'BoxPaste', 'ricap_rects',
-           'TilePaste']
+           'TilePaste', 'MaskPaste', 'nearest_index', 'resize_batch', 'ResizePaste']
 
 # %% ../nbs/41_geometry.ipynb #65eb0323
 def to_device(a, dev)->Tensor:
@@ -89,8 +90,9 @@ class Blend:
         "Blend the sources of `t`; write into `t` if `inplace` and the base is `t` itself"
         if self.keep_base and self.idx.shape[0] == 2:
             # lerp(a, b, w) = a + w·(b − a): exactly `a` where w = 0; the partners must be copied out before `t` changes
+            # a tensor in an autograd graph (a hidden activation) can't be copied into a buffer: index it
+            partner = t[self.idx[1]] if t.requires_grad else take_images(t, self.idx[1], (scratch or _fresh)('partners', t))
             w = _bcast(self.weights[:, 1], t) if self.w is None else self.w
-            partner = take_images(t, self.idx[1], (scratch or _fresh)('partners', t))
             return t.lerp_(partner, w) if inplace else t.lerp(partner, w)
         out = t[self.idx[0]] * _bcast(self.weights[:, 0], t)
         for k in range(1, self.idx.shape[0]): out.addcmul_(t[self.idx[k]], _bcast(self.weights[:, k], t))
@@ -341,3 +343,100 @@ class _RowLayout:
         "(B, planes, H, W·run) view of a dense batch laid out like the one given at construction"
         return (u.permute(0, 2, 3, 1) if self.cl else u).reshape(u.shape[0], self.planes, u.shape[-2], -1)
     def flat(self, u:Tensor)->Tensor: return self.rows(u).view(-1)
+
+# %% ../nbs/41_geometry.ipynb #805ff5fe
+class MaskPaste:
+    "The partner `idx[1]`'s pixels where a per-image mask is set, the image's own elsewhere, all in place (https://arxiv.org/abs/2002.12047)"
+    cuts = True
+    def __init__(self,
+        idx:Tensor, # (2, B) source indices: the image itself, then its partner
+        mask:np.ndarray, # (n, H, W) bool: where the partner's pixels go; one mask (per batch) or one per image
+    ): self.idx,self.mask,self._on = idx,np.asarray(mask, dtype=bool),{}
+
+    def mask_on(self, dev)->Tensor:
+        "The mask on `dev`, as bytes (copied once)"
+        if dev not in self._on: self._on[dev] = to_device(self.mask, dev)
+        return self._on[dev]
+
+    def apply(self, t:Tensor, inplace:bool=False, scratch:Scratch=None)->Tensor:
+        "The partner's pixels where the mask is set; `t` may be (B, H, W) or (B, C, H, W)"
+        (h, w), m = t.shape[-2:], self.mask_on(t.device)
+        m = m.to(t.dtype) if t.is_floating_point() else m
+        partners = take_images(t, self.idx[1], (scratch or _fresh)('partners', t))
+        return _select(m.view(len(self.mask), *[1]*(t.ndim-3), h, w), t, partners, t if inplace else torch.empty_like(t))
+
+    def owner(self, h:int, w:int, dev)->Tensor:
+        "(n, H, W) uint8: 1 where the partner's pixels go, 0 where the image keeps its own"
+        return self.mask_on(dev).to(torch.uint8)
+
+    @property
+    def rects(self)->np.ndarray:
+        "Both layers cover the image and move nothing: (n, 2, 6) rects in `Paste`'s layout"
+        n, h, w = self.mask.shape
+        return np.broadcast_to(np.array([0, h, 0, w, 0, 0]), (n, 2, 6))
+
+# %% ../nbs/41_geometry.ipynb #883b938e
+def nearest_index(n:int, o:int)->np.ndarray:
+    "Source index of each of `o` pixels resized from `n`, as `F.interpolate(mode='nearest')` picks it: `⌊i·(n/o)⌋` in float32"
+    return np.minimum(np.floor(np.arange(o, dtype=np.float32) * (np.float32(n) / np.float32(o))).astype(np.int64), n - 1)
+
+def resize_batch(t:Tensor, size:tuple)->Tensor:
+    "`t` (B, …, H, W) resized to `size`: bilinear for float tensors (images), nearest-neighbour for integer ones (masks)"
+    size = tuple(int(s) for s in size)
+    if t.is_floating_point():
+        r = F.interpolate(t.reshape(t.shape[0], -1, *t.shape[-2:]), size=size, mode='bilinear', align_corners=False)
+        return r if t.ndim == 4 else r.view(*t.shape[:-2], *size)
+    # integer masks: the indices `F.interpolate` would pick, without a float copy (F.interpolate takes no int64)
+    rows, cols = (to_device(nearest_index(n, o), t.device) for n, o in zip(t.shape[-2:], size))
+    return t[..., rows[:, None], cols]
+
+# %% ../nbs/41_geometry.ipynb #3f01fcb8
+class ResizePaste:
+    "The whole partner `idx[1]`, resized to a box, pasted into the box; the image's own pixels elsewhere (https://arxiv.org/abs/2012.11101)"
+    cuts,resized = True,True  # cut and pasted (masks follow), but resized: pixels are interpolated, not copied
+    def __init__(self,
+        idx:Tensor, # (2, B) source indices: the image itself, then its partner
+        boxes:np.ndarray, # (n, 4) int `y0, y1, x0, x1` of the box: one row (per batch) or one per image
+        partner:np.ndarray=None, # `idx[1]` on the host, if the caller has it
+    ):
+        self.idx,self.boxes = idx,np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+        self.partner = np.asarray(idx[1].cpu() if partner is None else partner, dtype=np.int64)
+        self._groups,self._owner = {},None
+
+    def groups(self, dev)->list:
+        "Per box size `(bh, bw)`: the images with a box of that size, their partners, their box rows and columns, on `dev`"
+        if dev not in self._groups:
+            y0, y1, x0, x1 = self.boxes.T
+            bh, bw = y1 - y0, x1 - x0
+            sizes = sorted({(a, b) for a, b in zip(bh.tolist(), bw.tolist()) if a > 0 and b > 0})
+            gs = []
+            for sh, sw in sizes:
+                b = np.flatnonzero((bh == sh) & (bw == sw))
+                arrs = b, self.partner[b], y0[b, None] + np.arange(sh), x0[b, None] + np.arange(sw)
+                gs.append(((sh, sw), *(to_device(a, dev) for a in arrs)))
+            self._groups[dev] = gs
+        return self._groups[dev]
+
+    def apply(self, t:Tensor, inplace:bool=False, scratch:Scratch=None)->Tensor:
+        "Paste every image's resized partner into its box; `t` may be (B, H, W) or (B, C, H, W)"
+        if len(self.boxes) == 1:
+            y0, y1, x0, x1 = self.boxes[0].tolist()
+            out = t if inplace else t.clone()
+            if y1 > y0 and x1 > x0: out[..., y0:y1, x0:x1] = resize_batch(t, (y1 - y0, x1 - x0))[self.idx[1]]
+            return out
+        # per sample: one `resize_batch` per box size (its result is exactly F.interpolate's), all read before any write
+        pieces = [(b, r, c, resize_batch(t.index_select(0, p), size)) for size, b, p, r, c in self.groups(t.device)]
+        out = t if inplace else t.clone()
+        chans = tuple(range(1, t.ndim - 2))
+        for b, r, c, piece in pieces:
+            # (image, row, column) indices around the channel dims: the indexed dims come first, channels last
+            out[b[:, None, None], ..., r[:, :, None], c[:, None, :]] = piece.movedim(chans, tuple(range(3, t.ndim)))
+        return out
+
+    def owner(self, h:int, w:int, dev)->Tensor:
+        "(n, H, W) uint8: 1 inside the box (the partner), 0 elsewhere (the image itself)"
+        if self._owner is None:
+            b = self.boxes
+            inside = _span(b[:, 0], b[:, 1], h)[:, :, None] & _span(b[:, 2], b[:, 3], w)[:, None, :]
+            self._owner = to_device(inside, dev).to(torch.uint8)
+        return self._owner

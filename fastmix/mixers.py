@@ -12,6 +12,9 @@ from .mixup import MixUp
 from .cutmix import CutMix
 from .ricap import RICAP
 from .cutmixup import CutMixUp
+from .resizemix import ResizeMix
+from .fmix import FMix
+from .manifold import ManifoldMixUp
 
 # %% auto #0
 __all__ = ['MIXERS', 'Mixer']
@@ -27,4 +30,6 @@ class Mixer:
         "A new callback: `cls(**self.kwargs, **kwargs)`"
         return self.cls(**{**self.kwargs, **kwargs})
 
-MIXERS = {m.name: m for m in [Mixer('mixup', MixUp), Mixer('cutmix', CutMix), Mixer('ricap', RICAP), Mixer('cutmixup', CutMixUp)]}
+MIXERS = {m.name: m for m in [Mixer('mixup', MixUp), Mixer('cutmix', CutMix), Mixer('ricap', RICAP), Mixer('cutmixup', CutMixUp),
+                               Mixer('resizemix', ResizeMix), Mixer('fmix', FMix),
+                               Mixer('manifold', ManifoldMixUp)]}

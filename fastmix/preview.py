@@ -12,7 +12,7 @@ from fastai.vision.all import *
 from .core import *
 
 # %% auto #0
-__all__ = ['label_shares', 'shares_title', 'mixed_preview_batch', 'show_mix']
+__all__ = ['label_shares', 'shares_title', 'mixed_preview_batch', 'mix_owner', 'show_mix']
 
 # %% ../nbs/20_preview.ipynb #3007d14d
 def label_shares(mix:Mix|None, yb:tuple, vocab=None, top:int=4)->list:
@@ -61,6 +61,21 @@ def _decode(dls, x):
 def _show_mask(m, ax, alpha=.35, cmap='tab20'):
     ax.imshow(m.cpu().numpy(), alpha=alpha, cmap=cmap, interpolation='nearest', vmin=0, vmax=19)
 
+def mix_owner(mix:Mix|None, n:int, h:int, w:int)->Tensor|None:
+    "(n, H, W) layer painting each pixel of the `n` mixed images, from the mix's geometry; None for blends"
+    owner = getattr(getattr(mix, 'geom', None), 'owner', None)
+    if owner is None: return None
+    return owner(h, w, mix.idx.device).cpu().expand(n, h, w)
+
+def _show_outline(own, ax, color='white', halo='black'):
+    "Draw the borders between the layers of the (H, W) map `own`: a thin line with a halo, visible on any image"
+    import matplotlib.patheffects as pe
+    own = own.numpy()
+    for k in np.unique(own):
+        if not (own != k).any(): continue
+        cs = ax.contour(own == k, levels=[.5], colors=color, linewidths=1.2)
+        cs.set(path_effects=[pe.withStroke(linewidth=3, foreground=halo)])
+
 def show_mix(
     mixer:MixHandler, # Any mixer: MixUp, CutMix, RICAP or a subclass of `MixHandler`
     dls:DataLoaders, # Where the training batch comes from (decoding and class names too)
@@ -71,6 +86,7 @@ def show_mix(
     path:str|Path=None, # Save the figure to this PNG
     title:str=None, # Figure title; by default the mixer's name
     batch:tuple=None, # The batch `(x, y)` to mix; by default a training batch of `dls`
+    outline:bool=True, # Outline the pasted regions (CutMix boxes, RICAP tiles) from the mix's geometry
 ):
     "Show a mixed training batch in a grid, each image titled with its label shares; return the figure"
     import matplotlib.pyplot as plt
@@ -81,6 +97,7 @@ def show_mix(
     mask = ym[0] if ym[0].ndim >= 3 and not ym[0].is_floating_point() else None
     shares = label_shares(mix, ym if mask is None else (ym[0].new_zeros(n),), None if mask is not None else vocab)
     imgs = _decode(dls, xm[0])
+    own = mix_owner(mix, n, *imgs.shape[-2:]) if outline else None
     per = 3 if panels else 1
     nrows = math.ceil(n / ncols)
     fig, axs = plt.subplots(nrows, ncols * per, figsize=figsize or (3 * ncols * per, 3.2 * nrows), squeeze=False)
@@ -96,6 +113,7 @@ def show_mix(
         ax = axs.flat[i * per]
         show_image(imgs[i], ax=ax, cmap=cmap)
         if mask is not None: _show_mask(mask[i], ax)
+        if own is not None: _show_outline(own[i], ax)
         ax.set_title('mixed mask' if mask is not None else shares_title(shares[i]), fontsize=8)
         if panels:
             show_image(part[i], ax=axs.flat[i * per + 1], cmap=cmap); axs.flat[i * per + 1].set_title('partner', fontsize=9)

@@ -10,7 +10,7 @@ import numpy as np, torch
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['provenance_batch', 'decode_provenance', 'check_weights', 'check_provenance', 'check_untouched_rows']
+__all__ = ['provenance_batch', 'decode_provenance', 'check_weights', 'check_resized', 'check_provenance', 'check_untouched_rows']
 
 # %% ../nbs/46_testing.ipynb #55ab51ea
 def provenance_batch(bs:int, c:int, h:int, w:int, dtype=torch.float64)->Tensor:
@@ -35,6 +35,21 @@ def _rect(geom, n, k):
     r = geom.rects
     return r[min(n, len(r) - 1), k]
 
+def check_resized(x:Tensor, xm:Tensor, mix):
+    """ResizeMix-like geometries (`geom.resized`): inside image `n`'s box exactly `F.interpolate` of its partner at the box
+    size (bilinear, `align_corners=False`), outside it the image untouched; the partner's weight is the box's share"""
+    import torch.nn.functional as F
+    bs, c, h, w = x.shape
+    assert torch.equal(mix.idx[0], torch.arange(bs, device=mix.idx.device))
+    for n in range(bs):
+        y0, y1, x0, x1 = mix.geom.boxes[min(n, len(mix.geom.boxes) - 1)].tolist()
+        inside = torch.zeros(h, w, dtype=torch.bool, device=x.device); inside[y0:y1, x0:x1] = True
+        assert torch.equal(xm[n][:, ~inside], x[n][:, ~inside]), n
+        assert abs(mix.weights[n, 1].item() - inside.double().mean().item()) < 1e-6, n
+        if inside.any():
+            ref = F.interpolate(x[mix.idx[1, n]][None], size=(y1 - y0, x1 - x0), mode='bilinear', align_corners=False)[0]
+            assert torch.equal(xm[n][:, y0:y1, x0:x1], ref), n
+
 def check_provenance(x:Tensor, xm:Tensor, mix):
     """`x` is a `provenance_batch`. Cut methods: every output pixel is one source pixel (the same for all channels),
     painted by the layer `Paste.owner` says, moved rigidly by that layer's offset, from that layer's source image;
@@ -44,6 +59,7 @@ def check_provenance(x:Tensor, xm:Tensor, mix):
     assert xm.shape == x.shape and xm.dtype == x.dtype
     check_weights(mix, bs)
     wts = mix.weights.double()
+    if getattr(mix.geom, 'resized', False): return check_resized(x, xm, mix)  # interpolated, not copied: no provenance
     if not mix.geom.cuts:
         exp = sum(wts[:, k].view(-1, 1, 1, 1) * x.double()[mix.idx[k]] for k in range(mix.K))
         torch.testing.assert_close(xm.double(), exp, rtol=1e-6, atol=1e-6 * float(x.abs().max()))

@@ -82,8 +82,3 @@ def test_folder_without_images(tmp_path):
     (tmp_path/'notes.txt').write_text('no images here')
     r = _run('demo', '--data', str(tmp_path))
     assert r.returncode == 2 and 'no images found' in r.stderr and r.stderr.count('\n') == 1
-
-def test_docs_readme_in_sync():
-    root = pathlib.Path(__file__).parents[1]
-    from fastmix.docs import readme_from_index
-    assert (root/'README.md').read_text() == readme_from_index(root/'nbs'/'index.ipynb')

@@ -1,0 +1,176 @@
+"""What `bench_mix.py` times: fastmix (every mixer of `fastmix.mixers.MIXERS`, in both modes), its peers (fastai 2.8,
+timm, torchvision v2, kornia) and the memory floors, for the three parts of the benchmark.
+
+A contender `C` is a name, a group (what it is compared with: the same method and mode), a kind (`floor`, `info`,
+`fastmix`, `peer`) and `make(*args)`, which builds the function that is timed (outside the timed region).
+
+- **mix** (`mix_contenders`; `make(x, y)`, the timed function gets a fresh clone of `x`): fastmix and fastai are
+  driven through a real fastai `Learner` and the callback's own `before_batch` event (`callback_driver`); timm,
+  torchvision and kornia are called as their docs show and also produce their mixed targets. Floors, on the same
+  tensors: `copy` = `out.copy_(x)`; `lerp` = `torch.lerp(x, b, w, out=c)` with per-image weights; `box` = one in-place
+  copy of a box of half the image area from another batch into `x`.
+- **loss** (`loss_contenders`; `make(pred, y, idx, w)`): forward + backward of plain `F.cross_entropy`, fastmix's
+  `mixed_loss` (K = 2 and 4, with the one gather of the (B, K) targets that `after_loss` does) and fastai's MixUp loss.
+- **e2e** (`e2e_contenders`; `make()` returns the callback or None): the training phase of one epoch through
+  `Learner.fit` (`make_learner`), without a mixer and with each fastai-callback mixer.
+"""
+from __future__ import annotations
+import math
+import torch, torch.nn.functional as F
+
+N_CLS = 10
+MODES = ('batch', 'sample')
+# The memory floor each fastmix group is measured against (a group missing here: the copy floor)
+FLOOR_OF = {'MixUp/batch': 'lerp floor', 'MixUp/sample': 'lerp floor', 'CutMix/batch': 'box floor',
+            'CutMix/sample': 'copy floor', 'RICAP/batch': 'copy floor', 'RICAP/sample': 'copy floor'}
+
+class C:
+    "A contender: `make(*args)` returns the function that is timed"
+    def __init__(self, name, group, kind, make, floor=None):
+        self.name,self.group,self.kind,self.make,self.floor = name,group,kind,make,floor
+
+def mixers():
+    "(label, `Mixer`) of every fastmix mixer: the label is the class name, as in the tables"
+    from fastmix.mixers import MIXERS
+    return [(m.cls.__name__, m) for m in MIXERS.values()]
+
+def mixer_groups()->list:
+    "The groups of the fastmix mixers, in `MIXERS` order: the order of the tables"
+    return [f'{label}/{mode}' for label, _ in mixers() for mode in MODES]
+
+def _box(h, w, area=.5):
+    bh, bw = round(h * math.sqrt(area)), round(w * math.sqrt(area))
+    y0, x0 = (h - bh) // 2, (w - bw) // 2
+    return slice(y0, y0 + bh), slice(x0, x0 + bw)
+
+def make_learner(cbs, n_train=16, n_valid=8, hw=8, bs=8, dev=None):
+    "A `Learner` of fastmix's small CNN on synthetic images whose class shifts their mean"
+    from fastai.basics import Learner, DataLoaders, CrossEntropyLossFlat
+    from fastai.data.load import DataLoader as FDL
+    from fastmix.demo import small_cnn
+    g = torch.Generator().manual_seed(0)
+    def ds(n):
+        y = torch.randint(0, N_CLS, (n,), generator=g)
+        x = torch.randn(n, 3, hw, hw, generator=g) * .5 + y.view(-1, 1, 1, 1) / N_CLS
+        return list(zip(x, y))
+    dls = DataLoaders(FDL(ds(n_train), bs=bs, shuffle=True, drop_last=True), FDL(ds(n_valid), bs=bs), device=dev)
+    return Learner(dls, small_cnn(3, N_CLS), loss_func=CrossEntropyLossFlat(), cbs=cbs)
+
+def callback_driver(cb, y):
+    "Drive `cb` through a real Learner's events: `before_fit`, `before_train` once, then `before_batch` per call"
+    learn = make_learner(cb)
+    learn.training, learn.epoch, learn.n_epoch, learn.pct_train, learn.train_iter, learn.iter = True, 0, 1, 0., 0, 0
+    cb('before_fit'); cb('before_train')
+    def fn(x):
+        learn.xb, learn.yb = (x,), (y,)
+        cb('before_batch')
+        out = learn.xb, learn.yb
+        learn.xb, learn.yb = (None,), (None,)  # so the batch is freed with `out`, outside the timed region
+        return out
+    return fn
+
+def floors()->list:
+    "The memory floors of the mix part"
+    def copy_floor(x, y):
+        out = torch.empty_like(x)
+        return lambda xin: out.copy_(xin)
+    def lerp_floor(x, y):
+        b, c = torch.rand_like(x), torch.empty_like(x)
+        w = torch.rand(x.shape[0], 1, 1, 1, device=x.device)
+        return lambda xin: torch.lerp(xin, b, w, out=c)
+    def box_floor(x, y):
+        b, (sy, sx) = torch.rand_like(x), _box(*x.shape[-2:])
+        def fn(xin): xin[..., sy, sx] = b[..., sy, sx]; return xin
+        return fn
+    return [C(n, 'floor', 'floor', f) for n, f in (('copy floor', copy_floor), ('lerp floor', lerp_floor), ('box floor', box_floor))]
+
+def _add(cs, name, group, kind, make): cs.append(C(name, group, kind, make, FLOOR_OF.get(group, 'copy floor')))
+
+def fastmix_mix_contenders()->list:
+    "Every fastmix mixer in both modes: the callback's training path (in place), through `before_batch`"
+    cs = []
+    for label, m in mixers():
+        for mode in MODES:
+            _add(cs, f'fastmix {label}({mode})', f'{label}/{mode}', 'fastmix',
+                 lambda x, y, m=m, mode=mode: callback_driver(m(mode=mode, seed=0), y))
+    return cs
+
+def peer_mix_contenders()->list:
+    "fastai 2.8, timm, torchvision v2 and kornia, each in the groups it has a mode for"
+    import fastai.callback.mixup as fa
+    from torchvision.transforms import v2
+    try: from timm.data import Mixup as TimmMixup
+    except ImportError: TimmMixup = None  # the `bench` extra: pip install -e '.[bench]'
+    try: import kornia.augmentation as KA
+    except ImportError: KA = None
+    cs = []
+    # fastai 2.8: MixUp draws one λ per image (per-sample); CutMix one box per batch
+    _add(cs, 'fastai MixUp', 'MixUp/sample', 'peer', lambda x, y: callback_driver(fa.MixUp(.4), y))
+    _add(cs, 'fastai CutMix', 'CutMix/batch', 'peer', lambda x, y: callback_driver(fa.CutMix(1.), y))
+    # timm: mixup-only and cutmix-only configurations, per batch and per element
+    for mode, grp in ((('batch', 'batch'), ('elem', 'sample')) if TimmMixup is not None else ()):
+        for meth, kw in (('MixUp', dict(mixup_alpha=.4, cutmix_alpha=0.)), ('CutMix', dict(mixup_alpha=0., cutmix_alpha=1.))):
+            def make(x, y, kw=kw, mode=mode):
+                m = TimmMixup(**kw, prob=1., mode=mode, label_smoothing=0., num_classes=N_CLS)
+                return lambda xin: m(xin, y)
+            _add(cs, f'timm Mixup({mode}, {meth.lower()} only)', f'{meth}/{grp}', 'peer', make)
+    # torchvision: one λ per batch
+    for meth, cls, a in (('MixUp', v2.MixUp, .4), ('CutMix', v2.CutMix, 1.)):
+        def make(x, y, cls=cls, a=a):
+            t = cls(alpha=a, num_classes=N_CLS)
+            return lambda xin: t(xin, y)
+        _add(cs, f'torchvision v2.{meth}', f'{meth}/batch', 'peer', make)
+    # kornia: same_on_batch=True is one draw per batch, False one per image
+    for same, grp in (((True, 'batch'), (False, 'sample')) if KA is not None else ()):
+        def mk_mix(x, y, same=same):
+            t = KA.RandomMixUpV2(p=1., same_on_batch=same, data_keys=['input', 'class'])
+            return lambda xin: t(xin, y)
+        def mk_cut(x, y, same=same):
+            t = KA.RandomCutMixV2(p=1., beta=1., same_on_batch=same, use_correct_lambda=True, data_keys=['input', 'class'])
+            return lambda xin: t(xin, y)
+        _add(cs, f'kornia RandomMixUpV2(same_on_batch={same})', f'MixUp/{grp}', 'peer', mk_mix)
+        _add(cs, f'kornia RandomCutMixV2(same_on_batch={same})', f'CutMix/{grp}', 'peer', mk_cut)
+    return cs
+
+def mix_contenders()->list:
+    "Floors, fastmix and the peers: the mix part"
+    return floors() + fastmix_mix_contenders() + peer_mix_contenders()
+
+def loss_contenders()->list:
+    "Plain cross-entropy, fastmix's `mixed_loss` for K = 2 and 4, fastai's MixUp loss: forward + backward"
+    import fastmix.all as fm
+    import fastai.callback.mixup as fa
+    from fastai.basics import CrossEntropyLossFlat
+    from types import SimpleNamespace
+    cs = []
+    def plain(pred, y, idx, w): return lambda _: F.cross_entropy(pred, y).backward()
+    cs.append(C('F.cross_entropy', 'loss', 'floor', plain))
+    def flat(pred, y, idx, w):
+        lf = CrossEntropyLossFlat()
+        return lambda _: lf(pred, y).backward()
+    cs.append(C('CrossEntropyLossFlat (unmixed)', 'loss', 'info', flat, 'F.cross_entropy'))
+    for K in (2, 4):
+        def fmx(pred, y, idx, w, K=K):
+            lf, ik, wk = CrossEntropyLossFlat(), idx[:K], w[K]
+            def fn(_): fm.mixed_loss(lf, pred, y[ik.T], wk).backward()  # what `after_loss` does: one gather of the K targets
+            return fn
+        cs.append(C(f'fastmix mixed_loss K={K}', f'loss K={K}', 'fastmix', fmx, 'F.cross_entropy'))
+    def fai(pred, y, idx, w):
+        cb = fa.MixUp(.4)
+        cb.learn = SimpleNamespace(training=True)
+        cb.old_lf, cb.lam, cb.yb1 = CrossEntropyLossFlat(), w[2][:, 0].clone(), (y[idx[1]],)
+        return lambda _: cb.lf(pred, y).backward()
+    cs.append(C('fastai MixUp loss (K=2)', 'loss K=2', 'peer', fai, 'F.cross_entropy'))
+    return cs
+
+def e2e_contenders()->list:
+    "No mixing, every fastmix mixer in both modes, fastai's MixUp and CutMix: `make()` returns the callback"
+    import fastai.callback.mixup as fa
+    cs = [C('no mixing', 'e2e', 'floor', lambda: None)]
+    for label, m in mixers():
+        for mode in MODES:
+            cs.append(C(f'fastmix {label}({mode})', f'e2e {label}/{mode}', 'fastmix',
+                        lambda m=m, mode=mode: m(mode=mode, seed=0), 'no mixing'))
+    cs.append(C('fastai MixUp', 'e2e MixUp/sample', 'peer', lambda: fa.MixUp(.4), 'no mixing'))
+    cs.append(C('fastai CutMix', 'e2e CutMix/batch', 'peer', lambda: fa.CutMix(1.), 'no mixing'))
+    return cs

@@ -1,0 +1,187 @@
+"""What `bench_mix.py` reports: the raw rows of `runner.measure` merged over the malloc variants into statistics and
+ratios (to the group's floor and to fastmix), the issue's targets checked, the machine described, and the results
+written as a Markdown table (`STEM.md`) and JSON (`STEM.json`)."""
+from __future__ import annotations
+import datetime, json, math, os, platform, subprocess
+from pathlib import Path
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+VARIANTS = ('default', 'nommap')
+KIND_ORDER = ('floor', 'info', 'fastmix', 'peer')
+# Targets at the target shape: (label, fastmix contender, floor, limit)
+MIX_TARGETS = [('MixUp(batch) ≤ 1.5× lerp floor', 'fastmix MixUp(batch)', 'lerp floor', 1.5),
+               ('MixUp(sample) ≤ 1.5× lerp floor', 'fastmix MixUp(sample)', 'lerp floor', 1.5),
+               ('CutMix(batch) ≤ 2.5× box floor', 'fastmix CutMix(batch)', 'box floor', 2.5),
+               ('RICAP(batch) ≤ 2.5× copy floor', 'fastmix RICAP(batch)', 'copy floor', 2.5),
+               ('CutMix(sample) ≤ 3× copy floor', 'fastmix CutMix(sample)', 'copy floor', 3.),
+               ('RICAP(sample) ≤ 3× copy floor', 'fastmix RICAP(sample)', 'copy floor', 3.)]
+LOSS_TARGETS = ((2, 1.3), (4, 1.6))  # mixed loss with K sources: at most this many times a plain cross-entropy
+
+def _version(mod):
+    try: return __import__(mod).__version__
+    except ImportError: return 'not installed (skipped)'
+
+def machine()->dict:
+    "CPU, versions of everything timed, the git revision, the load"
+    import torch, fastai, torchvision, fastmix
+    cpu = 'unknown'
+    try:
+        for l in open('/proc/cpuinfo'):
+            if l.startswith('model name'): cpu = l.split(':', 1)[1].strip(); break
+    except OSError: pass
+    try: load = open('/proc/loadavg').read().split()[:3]
+    except OSError: load = None
+    try:
+        rev = subprocess.run(['git', 'describe', '--always', '--dirty'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    except OSError: rev = ''
+    d = dict(cpu=cpu, logical_cpus=os.cpu_count(),
+             python=platform.python_version(), platform=platform.platform(), libc='-'.join(platform.libc_ver()),
+             torch=torch.__version__, fastai=fastai.__version__, fastmix=fastmix.__version__, timm=_version('timm'),
+             torchvision=torchvision.__version__, kornia=_version('kornia'), numpy=np.__version__,
+             git=rev or 'unknown', loadavg_at_start=load, date=datetime.datetime.now().isoformat(timespec='seconds'))
+    if torch.cuda.is_available(): d['gpu'] = torch.cuda.get_device_name()
+    return d
+
+def stats(ts):
+    "Median, quantiles and extremes in ms of per-call times in ns"
+    if not ts: return None
+    a = np.asarray(ts, dtype=np.float64) / 1e6
+    q = np.percentile(a, [10, 25, 50, 75, 90])
+    return dict(n=len(a), median=q[2], p10=q[0], p25=q[1], p75=q[3], p90=q[4], min=a.min(), max=a.max())
+
+def key(r): return (r['part'], tuple(r['shape']), r['threads'], r['name'])
+
+def merge(results):
+    "One record per (part, shape, threads, contender) with the stats of each variant and the ratios"
+    recs, order = {}, []
+    for res in results:
+        for r in res['rows']:
+            k = key(r)
+            if k not in recs:
+                recs[k] = {kk: r[kk] for kk in ('part', 'shape', 'threads', 'name', 'group', 'kind', 'floor')}
+                recs[k]['peak_bytes'] = None; order.append(k)
+            if r['peak_bytes'] is not None: recs[k]['peak_bytes'] = r['peak_bytes']
+            recs[k][res['variant']] = stats(r['times_ns'])
+    # ratio to the relevant floor and to fastmix (same part, shape, threads, group)
+    for k in order:
+        rec = recs[k]
+        for v in VARIANTS:
+            s = rec.get(v)
+            if not s: continue
+            fl = recs.get((rec['part'], tuple(rec['shape']), rec['threads'], rec['floor'])) if rec['floor'] else None
+            s['x_floor'] = s['median'] / fl[v]['median'] if fl and fl.get(v) else None
+            ref = next((recs[j] for j in order if recs[j]['kind'] == 'fastmix' and j[:3] == k[:3]
+                        and recs[j]['group'] == rec['group']), None)
+            s['x_fastmix'] = s['median'] / ref[v]['median'] if ref and ref.get(v) and rec['kind'] != 'floor' else None
+    return [recs[k] for k in order]
+
+def group_order(mixer_groups:list)->list:
+    "Rows of a part, shape and thread count: floors, info, the mixers' groups in `MIXERS` order, the losses (e2e last)"
+    return ['floor', 'info'] + list(mixer_groups) + ['loss', 'loss K=2', 'loss K=4']
+
+def sort_key(rec, groups:list):
+    g = rec['group']
+    gi = groups.index(g) if g in groups else 1000 + (0 if g == 'e2e' else 1)
+    return (('mix', 'loss', 'e2e').index(rec['part']), math.prod(rec['shape']), rec['threads'], gi, KIND_ORDER.index(rec['kind']))
+
+def fmt(v, nd=3):
+    if v is None: return '–'
+    if v == 0: return '0'
+    return f'{v:.{max(0, nd - 1 - int(math.floor(math.log10(abs(v)))))}f}' if abs(v) < 10 ** nd else f'{v:.0f}'
+
+def table(recs, variants, groups:list):
+    "The Markdown table of every record, sorted by part, shape, threads, group and kind"
+    hdr = ['part', 'shape', 'thr', 'group', 'contender']
+    for v in variants: hdr += [f'{v}: median ms', 'p10–p90', 'n', '× floor', '× fastmix']
+    hdr += ['peak extra MB']
+    lines = ['| ' + ' | '.join(hdr) + ' |', '|' + '|'.join(['---'] * 5 + ['--:'] * (5 * len(variants) + 1)) + '|']
+    for r in sorted(recs, key=lambda r: sort_key(r, groups)):
+        cells = [r['part'], '×'.join(map(str, r['shape'])), str(r['threads']), r['group'], r['name']]
+        for v in variants:
+            s = r.get(v)
+            if not s: cells += ['–'] * 5; continue
+            cells += [fmt(s['median']), f"{fmt(s['p10'])}–{fmt(s['p90'])}", str(s['n']),
+                      'floor' if r['kind'] == 'floor' else fmt(s['x_floor']), fmt(s['x_fastmix'])]
+        pb = r['peak_bytes']
+        cells.append('–' if pb is None else fmt(pb / 2**20))
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+def _peer_checks(recs, v, thr, cell, target_shape):
+    "Every fastmix method faster than every peer doing the same thing (same group)"
+    out = []
+    at = lambda r: r['part'] == 'mix' and tuple(r['shape']) == tuple(target_shape) and r['threads'] == thr and r.get(v)
+    for r in recs:
+        if r['kind'] != 'fastmix' or not at(r): continue
+        for p in recs:
+            if p['kind'] == 'peer' and p['group'] == r['group'] and at(p):
+                ratio = r[v]['median'] / p[v]['median']
+                out.append(dict(target=f"{r['name']} faster than {p['name']}", where=cell, value=ratio, limit=1., ok=ratio < 1.))
+    return out
+
+def targets(recs, variants, target_shape, loss_size):
+    "The issue's targets, checked at the target shape for every thread count and variant"
+    out = []
+    by = {key(r): r for r in recs}
+    def med(part, shape, thr, name, v):
+        r = by.get((part, tuple(shape), thr, name))
+        return r[v]['median'] if r and r.get(v) else None
+    for thr in sorted({r['threads'] for r in recs}):
+        for v in variants:
+            cell = f'{thr} thread{"s" if thr > 1 else ""}, {v}'
+            for label, name, fl, lim in MIX_TARGETS:
+                a, b = med('mix', target_shape, thr, name, v), med('mix', target_shape, thr, fl, v)
+                if a is None or b is None: continue
+                out.append(dict(target=label, where=cell, value=a / b, limit=lim, ok=a / b <= lim))
+            out += _peer_checks(recs, v, thr, cell, target_shape)
+            for K, lim in LOSS_TARGETS:
+                a, b = med('loss', loss_size, thr, f'fastmix mixed_loss K={K}', v), med('loss', loss_size, thr, 'F.cross_entropy', v)
+                if a is None or b is None: continue
+                out.append(dict(target=f'mixed loss K={K} fwd+bwd ≤ {lim}× plain CE', where=cell, value=a / b, limit=lim, ok=a / b <= lim))
+    return out
+
+def _contention(recs, variants, target_shape)->list:
+    "Whether the second core was free: the copy floor with 2 threads against 1"
+    lines, by = [], {key(r): r for r in recs}
+    for v in variants:
+        c1, c2 = (by.get(('mix', tuple(target_shape), t, 'copy floor')) for t in (1, 2))
+        if c1 and c2 and c1.get(v) and c2.get(v):
+            lines += [f"Contention check ({v}): the copy floor at {'×'.join(map(str, target_shape))} takes "
+                      f"{fmt(c2[v]['median'])} ms with 2 threads and {fmt(c1[v]['median'])} ms with 1 thread"
+                      + (' — 2-thread timings are dominated by waiting for the second core (other processes on it)'
+                         if c2[v]['median'] > 1.5 * c1[v]['median'] else '') + '.', '']
+    return lines
+
+def _targets_table(checks)->list:
+    wheres = list(dict.fromkeys(c['where'] for c in checks))
+    lines = ['| target | limit | ' + ' | '.join(wheres) + ' |', '|---|--:|' + '--:|' * len(wheres)]
+    for t in dict.fromkeys(c['target'] for c in checks):
+        cs = {c['where']: c for c in checks if c['target'] == t}
+        lim = next(iter(cs.values()))['limit']
+        lines.append(f'| {t} | {lim} | ' + ' | '.join(
+            f"{cs[w]['value']:.2f} {'PASS' if cs[w]['ok'] else '**FAIL**'}" if w in cs else '–' for w in wheres) + ' |')
+    return lines
+
+def markdown(cmd, m, recs, checks, variants, groups, target_shape, loss_size)->str:
+    "The whole report: command, machine, how to read the columns, contention check, the table, the targets"
+    lines = [f'# fastmix mixing benchmark ({m["device"]})', '',
+             f'Command: `{cmd}` (from the repository root; wall time {m["wall_seconds"]} s)', '',
+             'Machine: ' + ', '.join(f'{k}={v}' for k, v in m.items() if k not in ('wall_seconds',)), '',
+             'Columns: median and p10–p90 of the per-call times in ms over the timed calls (after warm-up); '
+             '`default` = glibc malloc as is, `nommap` = `MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=4294967295`. '
+             '`× floor`: ratio to the group\'s memory floor (mix), to `F.cross_entropy` (loss) or to the epoch '
+             'without mixing (e2e); `× fastmix`: ratio to fastmix in the same group. Peak extra MB: torch '
+             'allocations during one call (torch.profiler), largest of 3 calls; in-place contenders write into '
+             'their input, which is not counted.', '']
+    lines += _contention(recs, variants, target_shape)
+    lines += [table(recs, variants, groups), '',
+              f'## Targets (at {"×".join(map(str, target_shape))}; losses at {loss_size[0]}×{loss_size[1]} logits)', '',
+              'Each cell: the measured ratio (of medians) and PASS/FAIL against the limit.', '']
+    return '\n'.join(lines + _targets_table(checks)) + '\n'
+
+def write(out:Path, stem:str, cmd, m, recs, checks, results, md:str):
+    "`stem.md` (the report) and `stem.json` (every record, the targets, the variants' environments)"
+    (out / f'{stem}.md').write_text(md)
+    (out / f'{stem}.json').write_text(json.dumps(dict(command=cmd, machine=m, rows=recs, targets=checks,
+        variants={r['variant']: dict(env=r['env'], seconds=r['seconds']) for r in results}), indent=1, default=float))

@@ -1,0 +1,294 @@
+"ResizeMix, FMix, CutMix box bounds and the one-mixer-per-Learner rule: exact provenance, weights, masks, errors"
+import numpy as np, torch, pytest
+import torch.nn.functional as F
+from hypothesis import given, settings, strategies as st, HealthCheck
+from fastai.basics import *
+from fastai.callback.mixup import MixUp as FastaiMixUp
+from fastmix.all import *
+from fastmix.core import *
+from fastmix.geometry import *
+from fastmix.fmix import fourier_noise, top_mask
+from fastmix.testing import *
+from helpers import synth_learner
+
+shapes = st.tuples(st.integers(1, 9), st.integers(1, 4), st.integers(1, 33), st.integers(1, 33))
+MODES = ('batch', 'sample')
+hyp = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+def _mix(cb, x, *ys):
+    return cb.mix_batch((x,), ys or (torch.arange(len(x)),))
+
+def _box(geom, n):
+    b = geom.boxes
+    return b[min(n, len(b) - 1)].tolist()
+
+def _inside(box, h, w):
+    y0, y1, x0, x1 = box
+    m = torch.zeros(h, w, dtype=torch.bool); m[y0:y1, x0:x1] = True
+    return m
+
+def _interp(t, size, integer=False):
+    "F.interpolate of one image (C, H, W) or one mask (H, W), as the test's reference"
+    u = t.float() if integer else t  # the image's own dtype: F.interpolate of exactly what the mixer saw
+    u = u[None] if t.ndim == 3 else u[None, None]
+    r = F.interpolate(u, size=size, mode='nearest') if integer else F.interpolate(u, size=size, mode='bilinear', align_corners=False)
+    r = r[0] if t.ndim == 3 else r[0, 0]
+    return r.to(t.dtype)
+
+# ---------------------------------------------------------------------------------------------------- FMix
+def check_fmix(x, xm, mix, mask_in=None, mask_out=None):
+    "Every pixel is its own or its partner's at the same place, the partner's exactly where the mask is set; weights = shares"
+    bs, c, h, w = x.shape
+    check_provenance(x, xm, mix)  # rigid layers with zero offset, weights = owner shares
+    b, i, j = decode_provenance(xm, h, w)
+    assert torch.equal(i, torch.arange(h).view(h, 1).expand_as(i)) and torch.equal(j, torch.arange(w).expand_as(j))
+    m = torch.as_tensor(mix.geom.mask).view(-1, 1, h, w).expand(bs, c, h, w)
+    own, partner = mix.idx[0].view(-1, 1, 1, 1).expand_as(b), mix.idx[1].view(-1, 1, 1, 1).expand_as(b)
+    assert torch.equal(mix.idx[0], torch.arange(bs))
+    assert torch.equal(b, torch.where(m, partner, own))
+    share = m[:, 0].double().mean((1, 2))
+    torch.testing.assert_close(mix.weights[:, 1].double(), share, rtol=0, atol=1e-6)
+    if mask_in is not None:  # an integer mask cut with the same mask
+        assert torch.equal(mask_out, torch.where(m[:, 0], mask_in[mix.idx[1]], mask_in))
+
+@hyp
+@given(shape=shapes, mode=st.sampled_from(MODES), seed=st.integers(0, 2**31), cl=st.booleans(), p=st.sampled_from([1., .5]))
+def test_fmix_provenance(shape, mode, seed, cl, p):
+    bs, c, h, w = shape
+    x = provenance_batch(bs, c, h, w)
+    if cl: x = x.contiguous(memory_format=torch.channels_last)
+    seg = torch.randint(0, 7, (bs, h, w), generator=torch.Generator().manual_seed(seed % 1000))
+    mix, (xm,), (segm,) = _mix(FMix(mode=mode, seed=seed, p=p), x.clone(), seg)
+    if mix is None: assert torch.equal(xm, x) and torch.equal(segm, seg); return
+    check_fmix(x, xm, mix, seg, segm)
+    check_untouched_rows(x, xm, mix)
+
+@pytest.mark.parametrize('mode', MODES)
+def test_fmix_share_is_rounded_one_minus_lambda(mode):
+    "The partner's pixel count is exactly round((1−λ)·H·W), λ the Beta draw (replayed from the same seed)"
+    cb = FMix(mode=mode, seed=5, alpha=.7)
+    x = torch.rand(6, 3, 10, 13)
+    rng = np.random.default_rng(5)
+    mix, _, _ = _mix(cb, x)
+    n = 1 if mode == 'batch' else 6
+    if mode == 'sample': rng.random(6)  # the per-image `p` draw comes first
+    else: rng.random()
+    lam = rng.beta(.7, .7, size=n)
+    k = np.floor((1 - lam) * 130 + .5)
+    assert np.array_equal(mix.geom.mask.reshape(n, -1).sum(1), k)
+    torch.testing.assert_close(mix.weights[:, 1], torch.tensor(np.broadcast_to(k / 130, (6,)), dtype=torch.float32))
+
+def test_top_mask_exact_counts_and_highest():
+    v = fourier_noise(np.random.default_rng(0), 4, 9, 11, 3.)
+    assert v.shape == (4, 9, 11) and v.dtype == np.float32
+    k = np.array([0, 1, 50, 99])
+    m = top_mask(v, k)
+    assert np.array_equal(m.sum((1, 2)), k)
+    for n in (1, 2): assert v[n][m[n]].min() > v[n][~m[n]].max()
+    assert np.array_equal(top_mask(np.ones((3, 2, 2)), [0, 3, 4]).sum((1, 2)), [0, 3, 4])  # all tied
+
+def test_fmix_decay_smooths():
+    "Larger δ: lower frequencies, so fewer mask boundaries between neighbouring pixels"
+    rng = np.random.default_rng(0)
+    def edges(d):
+        m = top_mask(fourier_noise(rng, 16, 32, 32, d), np.full(16, 512))
+        return (m[:, 1:] != m[:, :-1]).mean() + (m[:, :, 1:] != m[:, :, :-1]).mean()
+    e0, e1, e3 = edges(0.), edges(1.), edges(3.)
+    assert e0 > e1 > e3
+
+def test_fmix_same_seed_same_mix():
+    x = torch.rand(5, 2, 8, 8)
+    a, (xa,), _ = _mix(FMix(mode='sample', seed=11), x.clone())
+    b, (xb,), _ = _mix(FMix(mode='sample', seed=11), x.clone())
+    assert torch.equal(xa, xb) and np.array_equal(a.geom.mask, b.geom.mask)
+
+# ---------------------------------------------------------------------------------------------------- ResizeMix
+def check_resizemix(x, xm, mix, seg=None, segm=None):
+    "Inside the box exactly F.interpolate of the partner at the box size; outside untouched; weight = box share; masks nearest"
+    check_provenance(x, xm, mix)  # `ResizePaste.resized`: dispatches to `check_resized`
+    for n in range(len(x)):
+        box = _box(mix.geom, n)
+        y0, y1, x0, x1 = box
+        ins = _inside(box, *x.shape[-2:])
+        if seg is None: continue
+        assert torch.equal(segm[n][~ins], seg[n][~ins])
+        if ins.any(): assert torch.equal(segm[n][y0:y1, x0:x1], _interp(seg[mix.idx[1, n]], (y1 - y0, x1 - x0), integer=True))
+
+@hyp
+@given(shape=shapes, mode=st.sampled_from(MODES), seed=st.integers(0, 2**31), cl=st.booleans(), p=st.sampled_from([1., .5]))
+def test_resizemix_exact(shape, mode, seed, cl, p):
+    bs, c, h, w = shape
+    x = torch.rand(bs, c, h, w, generator=torch.Generator().manual_seed(seed % 1000))
+    if cl: x = x.contiguous(memory_format=torch.channels_last)
+    seg = torch.randint(0, 7, (bs, h, w), generator=torch.Generator().manual_seed(seed % 1000))
+    mix, (xm,), (segm,) = _mix(ResizeMix(mode=mode, seed=seed, p=p), x.clone(), seg)
+    if mix is None: assert torch.equal(xm, x) and torch.equal(segm, seg); return
+    check_resizemix(x, xm, mix, seg, segm)
+    check_untouched_rows(x, xm, mix)
+
+@pytest.mark.parametrize('mode', MODES)
+@pytest.mark.parametrize('scale', [(.1, .8), (.5, .5), (.3, 1.)])
+def test_resizemix_box_sides(mode, scale):
+    "Sides round(τ·H) × round(τ·W), the same τ for both, τ in the range; the box inside the image"
+    h, w = 20, 31
+    for seed in range(20):
+        mix, _, _ = _mix(ResizeMix(scale=scale, mode=mode, seed=seed), torch.rand(6, 1, h, w))
+        y0, y1, x0, x1 = mix.geom.boxes.T
+        assert (y0 >= 0).all() and (y1 <= h).all() and (x0 >= 0).all() and (x1 <= w).all()
+        bh, bw = y1 - y0, x1 - x0
+        assert ((bh >= np.floor(scale[0] * h + .5)) & (bh <= np.floor(scale[1] * h + .5))).all()
+        # one τ: both sides are round(τ·side) for a common τ, so their implied ranges of τ overlap
+        assert (np.maximum((bh - .5) / h, (bw - .5) / w) <= np.minimum((bh + .5) / h, (bw + .5) / w) + 1e-12).all()
+
+def test_resizemix_inplace_equals_copy():
+    x = torch.rand(7, 3, 15, 12)
+    for mode in MODES:
+        mix, _, _ = _mix(ResizeMix(mode=mode, seed=3), x.clone())
+        a = mix.geom.apply(x.clone())
+        b = x.clone(); out = mix.geom.apply(b, inplace=True)
+        assert out is b and torch.equal(a, b)
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16, torch.float64])
+def test_resizemix_low_precision(dtype):
+    x = torch.rand(6, 3, 16, 16).to(dtype)
+    mix, (xm,), _ = _mix(ResizeMix(mode='sample', seed=0), x.clone())
+    assert xm.dtype == dtype
+    check_resizemix(x, xm, mix)
+
+def test_resizepaste_groups_by_size():
+    "Per sample: one F.interpolate per distinct box size, not per image"
+    idx = torch.stack([torch.arange(6), torch.tensor([1, 2, 3, 4, 5, 0])])
+    boxes = np.array([[0, 3, 0, 3], [2, 5, 1, 4], [0, 4, 0, 4], [1, 1, 0, 0], [4, 7, 4, 7], [0, 4, 3, 7]])
+    g = ResizePaste(idx, boxes)
+    sizes = [s for s, *_ in g.groups(torch.device('cpu'))]
+    assert sizes == [(3, 3), (4, 4)]
+
+# ---------------------------------------------------------------------------------------------------- CutMix box bounds
+@hyp
+@given(shape=shapes, mode=st.sampled_from(MODES), seed=st.integers(0, 2**31),
+       mm=st.tuples(st.floats(.01, 1.), st.floats(.01, 1.)).map(sorted))
+def test_cutmix_minmax(shape, mode, seed, mm):
+    bs, c, h, w = shape
+    x = provenance_batch(bs, c, h, w)
+    mix, (xm,), _ = _mix(CutMix(minmax=tuple(mm), mode=mode, seed=seed), x.clone())
+    if mix is None: assert bs == 1 and torch.equal(xm, x); return
+    check_provenance(x, xm, mix)
+    r = mix.geom.rects[:, 1]
+    bh, bw = r[:, 1] - r[:, 0], r[:, 3] - r[:, 2]
+    lo, hi = mm
+    # sides uniform in [lo, hi] of the side, rounded to whole pixels; the box lies inside the image (no clipping)
+    assert ((bh >= np.floor(lo * h + .5)) & (bh <= np.floor(hi * h + .5))).all(), (bh, mm, h)
+    assert ((bw >= np.floor(lo * w + .5)) & (bw <= np.floor(hi * w + .5))).all(), (bw, mm, w)
+    assert (r[:, 0] >= 0).all() and (r[:, 1] <= h).all() and (r[:, 2] >= 0).all() and (r[:, 3] <= w).all()
+    torch.testing.assert_close(mix.weights[:, 1].double(), torch.tensor(np.broadcast_to(bh * bw / (h * w), (bs,))), rtol=0, atol=1e-6)
+
+def test_cutmix_minmax_covers_the_range():
+    "Both ends of the range are drawn (uniform sides), and sides vary independently in H and W"
+    cb = CutMix(minmax=(.2, .8), mode='sample', seed=0)
+    r = np.concatenate([_mix(cb, torch.rand(64, 1, 50, 40))[0].geom.rects[:, 1] for _ in range(10)])
+    bh, bw = r[:, 1] - r[:, 0], r[:, 3] - r[:, 2]
+    assert bh.min() == 10 and bh.max() == 40 and bw.min() == 8 and bw.max() == 32
+    assert abs(np.corrcoef(bh, bw)[0, 1]) < .2
+
+# ---------------------------------------------------------------------------------------------------- edge cases
+NEW = [ResizeMix, FMix, lambda **kw: CutMix(minmax=(.2, .8), **kw)]
+
+@pytest.mark.parametrize('cls', NEW)
+@pytest.mark.parametrize('mode', MODES)
+def test_batch_of_one_passes_through(cls, mode):
+    x = torch.rand(1, 3, 5, 5)
+    mix, (xm,), (y,) = _mix(cls(mode=mode, seed=0), x)
+    assert mix is None and xm is x
+
+@pytest.mark.parametrize('cls', NEW)
+@pytest.mark.parametrize('mode', MODES)
+@pytest.mark.parametrize('hw', [(1, 1), (1, 7), (6, 1), (3, 17)])
+def test_tiny_and_non_square(cls, mode, hw):
+    x = provenance_batch(5, 2, *hw)
+    for seed in range(5):
+        mix, (xm,), _ = _mix(cls(mode=mode, seed=seed), x.clone())
+        if isinstance(mix.geom, ResizePaste): check_resizemix(x, xm, mix)
+        else: check_provenance(x, xm, mix)
+
+@pytest.mark.parametrize('make, err, msg', [
+    (lambda: ResizeMix(scale=(.8, .1)), ValueError, r"`scale` must satisfy 0.0 < low <= high <= 1.0, got \(0.8, 0.1\)"),
+    (lambda: ResizeMix(scale=(0, .5)), ValueError, r"`scale` must satisfy 0.0 < low <= high <= 1.0, got \(0, 0.5\)"),
+    (lambda: ResizeMix(scale=(.1, 1.2)), ValueError, r"`scale` must satisfy .* got \(0.1, 1.2\)"),
+    (lambda: ResizeMix(scale=.5), ValueError, r"`scale` must be a pair \(low, high\) of finite numbers, got 0.5"),
+    (lambda: ResizeMix(scale=(.1, float('nan'))), ValueError, r"`scale` must be a pair .* got \(0.1, nan\)"),
+    (lambda: ResizeMix(scale=(.1, .5, .9)), ValueError, r"`scale` must be a pair"),
+    (lambda: FMix(alpha=0.), ValueError, r"`alpha` must be in \(0, inf\), got 0.0"),
+    (lambda: FMix(decay=-1.), ValueError, r"`decay` must be in \[0, inf\), got -1.0"),
+    (lambda: FMix(decay='3'), ValueError, r"`decay` must be a finite number, got '3'"),
+    (lambda: CutMix(minmax=(.5, .2)), ValueError, r"`minmax` must satisfy 0.0 < low <= high <= 1.0, got \(0.5, 0.2\)"),
+    (lambda: CutMix(minmax=(0., .2)), ValueError, r"`minmax` must satisfy .* got \(0.0, 0.2\)"),
+    (lambda: CutMix(minmax=.3), ValueError, r"`minmax` must be a pair \(low, high\) of finite numbers, got 0.3"),
+    (lambda: CutMix(minmax=(True, .5)), ValueError, r"`minmax` must be a pair"),
+])
+def test_bad_arguments(make, err, msg):
+    with pytest.raises(err, match=msg): make()
+
+@pytest.mark.parametrize('cls', NEW)
+def test_bad_batches(cls):
+    with pytest.raises(TypeError, match='dtype torch.uint8'): _mix(cls(seed=0), torch.zeros(4, 3, 5, 5, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r'batches of shape \(B, C, H, W\), got shape \(4, 5, 5\)'): _mix(cls(seed=0), torch.rand(4, 5, 5))
+    with pytest.raises(ValueError, match='target 0 has batch size 3'): cls(seed=0).mix_batch((torch.rand(4, 3, 5, 5),), (torch.arange(3),))
+
+# ---------------------------------------------------------------------------------------------------- in a Learner
+@pytest.mark.parametrize('mode', MODES)
+def test_mixchoice_over_new_mixers_trains(mode):
+    chosen = []
+    class Spy(Callback):
+        order = 1
+        def before_batch(self):
+            mix = self.learn.cbs.filter(lambda c: isinstance(c, MixChoice))[0].mix
+            if self.training and mix is not None: chosen.append(mix.geom)
+    mc = MixChoice([CutMix(), FMix(), ResizeMix()], mode=mode, seed=0)
+    learn = synth_learner(cbs=[mc, Spy()])
+    lf = learn.loss_func
+    learn.fit(3, 1e-2)
+    assert learn.loss_func is lf and all(np.isfinite(v) for v in learn.recorder.values[-1][:2])
+    if mode == 'batch':  # each batch one of the three geometries, all three used
+        assert {type(g).__name__ for g in chosen} == {'BoxPaste', 'MaskPaste', 'ResizePaste'}
+    else:  # per image: each batch holds all three, picked per image
+        assert all(type(g).__name__ == 'Select' for g in chosen)
+        assert {len(np.unique(g.pick.numpy())) for g in chosen} >= {3}
+
+def test_mixchoice_new_mixers_masks_follow():
+    "Per-sample MixChoice over cutting mixers cuts a (B, H, W) mask with each image's own geometry"
+    x = provenance_batch(12, 1, 9, 10)
+    seg = x[:, 0].long()  # the mask records provenance too
+    mix, (xm,), (segm,) = MixChoice([CutMix(), FMix()], mode='sample', seed=0).mix_batch((x.clone(),), (seg,))
+    assert mix.geom.cuts and torch.equal(segm, xm[:, 0].round().long())
+
+def _n_params(learn): return [p.detach().clone() for p in learn.model.parameters()]
+
+@pytest.mark.parametrize('cbs', [lambda: [MixUp(), CutMix()], lambda: [FMix(), ResizeMix()],
+                                 lambda: [CutMixUp(), RICAP()], lambda: [CutMix(), FastaiMixUp()]])
+def test_two_mixers_is_an_error_before_training(cbs):
+    cbs = cbs()
+    learn = synth_learner(cbs=cbs)
+    lf, before = learn.loss_func, _n_params(learn)
+    names = [type(c).__name__ for c in cbs]
+    with pytest.raises(ValueError) as e: learn.fit(1, 1e-2)
+    msg = str(e.value)
+    assert all(n in msg for n in names) and 'two mixers in one Learner' in msg
+    assert 'MixChoice' in msg and 'CutMixUp' in msg
+    assert learn.loss_func is lf  # the loss untouched
+    assert all(torch.equal(a, b) for a, b in zip(before, _n_params(learn)))  # not one step taken
+    # usable: drop one mixer and train
+    learn.remove_cb(cbs[1])
+    learn.fit(1, 1e-2)
+    assert learn.loss_func is lf and np.isfinite(learn.recorder.values[-1][0])
+
+def test_second_mixer_passed_to_fit_is_an_error_and_is_removed():
+    learn = synth_learner(cbs=MixUp())
+    with pytest.raises(ValueError, match=r'two mixers in one Learner \((MixUp, CutMix|CutMix, MixUp)\)'):
+        learn.fit(1, 1e-2, cbs=CutMix())
+    assert not any(isinstance(c, CutMix) for c in learn.cbs)  # fit's own callbacks are removed again
+    learn.fit(1, 1e-2)
+
+def test_mixchoice_submixers_are_not_two_mixers():
+    learn = synth_learner(cbs=MixChoice([MixUp(), CutMix()], seed=0))
+    learn.fit(1, 1e-2)
+    assert np.isfinite(learn.recorder.values[-1][0])
