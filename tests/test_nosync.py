@@ -16,12 +16,12 @@ NOT_ON_META = {}
 BS, H, W, N_CLS = 6, 10, 12, 4
 
 class ToPred(nn.Module):
-    "A one-layer model whose output fits the targets: class scores, per-pixel class scores, or multi-label scores"
+    "A two-layer model whose output fits the targets: class scores, per-pixel class scores, or multi-label scores"
     def __init__(self, task):
         super().__init__()
-        self.task, self.conv = task, nn.Conv2d(3, N_CLS, 3, padding=1)
+        self.task, self.body, self.conv = task, nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, N_CLS, 1)
     def forward(self, x, x2, tab):
-        o = self.conv(x + x2)
+        o = self.conv(self.body(x + x2))
         return o if self.task == 'seg' else o.mean((2, 3)) + tab[:, :1]
 
 def meta_batch(task, channels_last):
@@ -42,7 +42,7 @@ def meta_step(name, mode, task, channels_last=False):
     learn.model = ToPred(task).to('meta')
     learn.create_opt()
     learn.training, learn.epoch, learn.n_epoch, learn.pct_train, learn.iter, learn.n_iter = True, 0, 1, 0., 0, 4
-    cb('before_fit'); cb('before_epoch')
+    for e in ('before_fit', 'before_epoch', 'before_train'): cb(e)
     xb, yb = meta_batch(task, channels_last)
     learn.xb, learn.yb = xb, yb
     learn('before_batch')
