@@ -237,7 +237,7 @@ class MixHandler(Callback):
         "`(xb, yb)` mixed by `mix`, drawn for their first input `x`"
         hw = tuple(x.shape[-2:])
         app = lambda t, inplace=False: mix.geom.apply(t, inplace=inplace and self.can_overwrite(t), scratch=self.scratch)
-        xb = tuple(app(t, inplace) if t is x or self.follows(t, x, hw) else t for t in xb)
+        xb = tuple(app(t, inplace) if self.follows(t, x, hw) else t for t in xb)
         # a target is cut like the pixels (masks), blended by weight (multi-hot, regression), or left to the loss
         if mix.geom.cuts is None and any(_is_spatial(y, hw) for y in yb):  # some images blended, some cut
             raise ValueError(f"{type(self).__name__}: per-sample switching between blending (MixUp) and cutting "
