@@ -1,4 +1,5 @@
-"""What `bench_mix.py` times: fastmix (every mixer of `fastmix.mixers.MIXERS`, in both modes), its peers (fastai 2.8,
+"""What `bench_mix.py` times: fastmix (every mixer of `fastmix.mixers.MIXERS`, in both modes; in the mix part those
+that mix the input batch), its peers (fastai 2.8,
 timm, torchvision v2, kornia) and the memory floors, for the three parts of the benchmark.
 
 A contender `C` is a name, a group (what it is compared with: the same method and mode), a kind (`floor`, `info`,
@@ -22,7 +23,13 @@ N_CLS = 10
 MODES = ('batch', 'sample')
 # The memory floor each fastmix group is measured against (a group missing here: the copy floor)
 FLOOR_OF = {'MixUp/batch': 'lerp floor', 'MixUp/sample': 'lerp floor', 'CutMix/batch': 'box floor',
-            'CutMix/sample': 'copy floor', 'RICAP/batch': 'copy floor', 'RICAP/sample': 'copy floor'}
+            'CutMix/sample': 'copy floor', 'RICAP/batch': 'copy floor', 'RICAP/sample': 'copy floor',
+            # ResizeMix pastes at most 0.8² of the image (one F.interpolate per box size); FMix gathers the partners and
+            # blends them in with a 0/1 mask, as CutMix per sample; CutMix with box bounds is CutMix
+            'ResizeMix/batch': 'box floor', 'ResizeMix/sample': 'copy floor', 'FMix/batch': 'copy floor',
+            'FMix/sample': 'copy floor', 'CutMix minmax/batch': 'box floor', 'CutMix minmax/sample': 'copy floor'}
+# Settings of a mixer timed besides its `MIXERS` defaults: label -> (MIXERS name, arguments)
+VARIANTS_OF = {'CutMix minmax': ('cutmix', dict(minmax=(.2, .8)))}  # timm's `cutmix_minmax`
 
 class C:
     "A contender: `make(*args)` returns the function that is timed"
@@ -36,7 +43,7 @@ def mixers():
 
 def mixer_groups()->list:
     "The groups of the fastmix mixers, in `MIXERS` order: the order of the tables"
-    return [f'{label}/{mode}' for label, _ in mixers() for mode in MODES]
+    return [f'{label}/{mode}' for label in [l for l, _ in mixers()] + list(VARIANTS_OF) for mode in MODES]
 
 def _box(h, w, area=.5):
     bh, bw = round(h * math.sqrt(area)), round(w * math.sqrt(area))
@@ -87,12 +94,15 @@ def floors()->list:
 def _add(cs, name, group, kind, make): cs.append(C(name, group, kind, make, FLOOR_OF.get(group, 'copy floor')))
 
 def fastmix_mix_contenders()->list:
-    "Every fastmix mixer in both modes: the callback's training path (in place), through `before_batch`"
+    "Every fastmix mixer that mixes the input batch, in both modes: the callback's training path (in place), through `before_batch`"
+    from fastmix.mixers import MIXERS
     cs = []
-    for label, m in mixers():
+    runs = [(label, m, {}) for label, m in mixers()] + [(label, MIXERS[n], kw) for label, (n, kw) in VARIANTS_OF.items()]
+    for label, m, kw in runs:
+        if m.cls.mixes_input is not True: continue  # it mixes hidden activations (ManifoldMixUp): timed end to end only
         for mode in MODES:
             _add(cs, f'fastmix {label}({mode})', f'{label}/{mode}', 'fastmix',
-                 lambda x, y, m=m, mode=mode: callback_driver(m(mode=mode, seed=0), y))
+                 lambda x, y, m=m, mode=mode, kw=kw: callback_driver(m(mode=mode, seed=0, **kw), y))
     return cs
 
 def peer_mix_contenders()->list:
@@ -114,6 +124,11 @@ def peer_mix_contenders()->list:
                 m = TimmMixup(**kw, prob=1., mode=mode, label_smoothing=0., num_classes=N_CLS)
                 return lambda xin: m(xin, y)
             _add(cs, f'timm Mixup({mode}, {meth.lower()} only)', f'{meth}/{grp}', 'peer', make)
+        def make(x, y, mode=mode):  # CutMix with box sides uniform in 0.2–0.8 of H and W
+            m = TimmMixup(mixup_alpha=0., cutmix_alpha=1., cutmix_minmax=(.2, .8), prob=1., mode=mode,
+                          label_smoothing=0., num_classes=N_CLS)
+            return lambda xin: m(xin, y)
+        _add(cs, f'timm Mixup({mode}, cutmix_minmax=(0.2, 0.8))', f'CutMix minmax/{grp}', 'peer', make)
     # torchvision: one λ per batch
     for meth, cls, a in (('MixUp', v2.MixUp, .4), ('CutMix', v2.CutMix, 1.)):
         def make(x, y, cls=cls, a=a):

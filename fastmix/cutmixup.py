@@ -16,7 +16,7 @@ from .cutmix import CutMix
 # %% auto #0
 __all__ = ['Select', 'MixChoice', 'CutMixUp']
 
-# %% ../nbs/04_cutmixup.ipynb #741ea859
+# %% ../nbs/04_cutmixup.ipynb #399527e2
 class Select:
     "Per-image choice among geometries: image `b` takes its pixels from `geoms[pick[b]]`"
     def __init__(self, pick:Tensor, geoms:list):
@@ -31,17 +31,18 @@ class Select:
             m = (self.pick == i).view(-1, *[1] * (t.ndim - 1))
             out = gi if out is None else torch.where(m, gi, out)
         return out
-    def owner(self, h:int, w:int, dev)->Tensor:
-        "(B, H, W) layer painting each pixel: the chosen geometry's own map, 0 where it blends (previews outline it)"
-        own = torch.zeros(len(self.pick), h, w, dtype=torch.uint8, device=dev)
+    def owner(self, size:tuple, dev)->Tensor:
+        "(B, *size) layer painting each pixel: the chosen geometry's own map, 0 where it blends (previews outline it)"
+        own = torch.zeros(len(self.pick), *size, dtype=torch.uint8, device=dev)
         for i, g in enumerate(self.geoms):
             if getattr(g, 'owner', None) is None: continue
             m = self.pick == i
-            own[m] = g.owner(h, w, dev).expand(len(own), h, w)[m]
+            own[m] = g.owner(size, dev).expand(len(own), *size)[m]
         return own
 
 class MixChoice(MixHandler):
     "Each batch (mode 'batch') or image (mode 'sample') is mixed by one of `mixers`, chosen with `probs`"
+    @delegates(MixHandler.__init__)
     def __init__(self,
         mixers:list, # The mixers to choose from (`MixHandler`s); their own `p`, `mode` and `seed` are ignored
         probs:list=None, # Probability of each mixer; equal by default
@@ -56,6 +57,8 @@ class MixChoice(MixHandler):
             raise ValueError(f"`probs` must have one probability per mixer, summing to 1, got {probs!r}")
         self.mixers,self.probs = mixers,np.asarray(probs, dtype=np.float64)
         self.image_only = any(m.image_only for m in mixers)
+        # the shapes every cutting mixer among them can cut
+        self.space_dims = tuple(sorted(set.intersection(*[set(m.space_dims) for m in mixers if m.image_only]))) if self.image_only else (1, 2, 3)
         for m in mixers: m.rng = self.rng  # one seed repeats the whole run
 
     def before_fit(self):
@@ -83,9 +86,10 @@ class MixChoice(MixHandler):
             weights[:, :m.K] = torch.where(sel[:, None], m.weights, weights[:, :m.K])
         return Mix(idx, weights, Select(pick_t, [m.geom if m is not None else None for m in mixes]))
 
-# %% ../nbs/04_cutmixup.ipynb #5040a0b1
+# %% ../nbs/04_cutmixup.ipynb #fba34d99
 class CutMixUp(MixChoice):
     "CutMix with probability `switch_prob`, else MixUp, per batch or per image (https://arxiv.org/abs/1905.04899, https://arxiv.org/abs/1710.09412)"
+    @delegates(MixHandler.__init__)
     def __init__(self,
         mixup_alpha:float=0.8, # MixUp's α (timm's default)
         cutmix_alpha:float=1., # CutMix's α
@@ -93,4 +97,6 @@ class CutMixUp(MixChoice):
         **kwargs # `p`, `mode`, `seed`, `off_epochs`, `off_pct` of `MixHandler`
     ):
         switch_prob = check_number('switch_prob', switch_prob, 0, 1, sched_ok=False)
-        super().__init__([MixUp(mixup_alpha), CutMix(cutmix_alpha)], [1 - switch_prob, switch_prob], **kwargs)
+        # seeded so that building them leaves Python's `random` alone: `MixChoice` gives them its own generator
+        mixers = [MixUp(mixup_alpha, seed=0), CutMix(cutmix_alpha, seed=0)]
+        super().__init__(mixers, [1 - switch_prob, switch_prob], **kwargs)

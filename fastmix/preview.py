@@ -65,7 +65,7 @@ def mix_owner(mix:Mix|None, n:int, h:int, w:int)->Tensor|None:
     "(n, H, W) layer painting each pixel of the `n` mixed images, from the mix's geometry; None for blends"
     owner = getattr(getattr(mix, 'geom', None), 'owner', None)
     if owner is None: return None
-    return owner(h, w, mix.idx.device).cpu().expand(n, h, w)
+    return owner((h, w), mix.idx.device).cpu().expand(n, h, w)
 
 def _show_outline(own, ax, color='white', halo='black'):
     "Draw the borders between the layers of the (H, W) map `own`: a thin line with a halo, visible on any image"
@@ -114,7 +114,8 @@ def show_mix(
         show_image(imgs[i], ax=ax, cmap=cmap)
         if mask is not None: _show_mask(mask[i], ax)
         if own is not None: _show_outline(own[i], ax)
-        ax.set_title('mixed mask' if mask is not None else shares_title(shares[i]), fontsize=8)
+        t = shares_title(shares[i][:2]) + ('\n' + shares_title(shares[i][2:]) if len(shares[i]) > 2 else '')  # RICAP: two lines
+        ax.set_title('mixed mask' if mask is not None else t, fontsize=8)
         if panels:
             show_image(part[i], ax=axs.flat[i * per + 1], cmap=cmap); axs.flat[i * per + 1].set_title('partner', fontsize=9)
             diff = (imgs[i] - orig[i]).abs()

@@ -1,7 +1,7 @@
 """Distributed data-parallel training with every fastmix method: one process per rank, run by `tests/test_distributed.py`
 
 Each rank builds a fastai `Learner` on the synthetic data of `tests/helpers.py`, fits one short epoch inside
-`learn.distrib_ctx()` with MixUp, CutMix and RICAP in turn, and writes what it saw to `OUT_DIR/rank{RANK}.json`:
+`learn.distrib_ctx()` with every mixer of `fastmix.mixers.MIXERS` in turn, and writes what it saw to `OUT_DIR/rank{RANK}.json`:
 the dataset indices of every training batch it mixed, the mix it drew, whether the mixed batch is the mix of its own
 batch, and whether `learn.loss_func` is the same object after the fit.
 
@@ -26,7 +26,8 @@ from fastmix.all import *
 from fastmix.core import *
 from fastmix.geometry import *
 from fastmix.testing import *
-from helpers import METHODS, X, synth_learner
+from fastmix.mixers import MIXERS
+from helpers import X, synth_learner
 
 def _broadcast(self, t, rank):
     """Shim for `DistributedDL._broadcast` in fastai 2.8: it calls `.cuda()` unconditionally, since nccl only takes CUDA
@@ -70,14 +71,16 @@ class After(Callback):
 def main(out_dir):
     rank, world = rank_distrib(), num_distrib()
     res = {'rank': rank, 'world': world, 'methods': {}}
-    for name, cls in METHODS.items():
-        mixer = cls(seed=0)
+    for name, m in MIXERS.items():
+        mixer = m(seed=0)
         log = []
         learn = synth_learner(cbs=[mixer, Record(mixer, log), After(mixer, log)])
         if hasattr(learn, 'progress'): learn.remove_cb(learn.progress)
         lf = learn.loss_func
-        # no GPU: accelerate must be told to run on the CPU (it then wraps the model in DDP over gloo)
-        with learn.distrib_ctx(cpu=not torch.cuda.is_available()):
+        # no GPU: accelerate must be told to run on the CPU (it then wraps the model in DDP over gloo), and the
+        # model's BatchNorm layers stay as they are (SyncBatchNorm runs on GPUs only)
+        gpu = torch.cuda.is_available()
+        with learn.distrib_ctx(sync_bn=gpu, cpu=not gpu):
             res['backend'] = dist.get_backend()
             learn.fit(1, 1e-2)
         res['methods'][name] = {'batches': log, 'loss_func_same': learn.loss_func is lf,

@@ -1,14 +1,40 @@
-"Small synthetic data and models shared by the tests"
+"""What the tests share besides fixtures: every mixer and mode to parametrise over, small synthetic data, a fastai
+`Learner` on it (also used by `dist_script.py`, which runs outside pytest), the exact check of any mix, and every way
+a fit can end early"""
 import numpy as np, torch
-from torch import nn
 from fastai.basics import *
 from fastai.vision.all import *
-from fastmix.all import *
-from fastmix.core import *
-from fastmix.geometry import *
-from fastmix.testing import *
+from fastmix.core import Mix
+from fastmix.mixers import MIXERS
+from fastmix.demo import small_cnn
+from fastmix.testing import check_provenance, check_weights
 
-METHODS = {'mixup': MixUp, 'cutmix': CutMix, 'ricap': RICAP}
+MODES = ('batch', 'sample')
+CASES = [(m, mode) for m in MIXERS for mode in MODES]  # every mixer of the one list, in both modes
+
+def batch(bs=6, c=3, h=8, w=8, seed=0, dtype=torch.float32):
+    "Random images and class indices in 0..2"
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(bs, c, h, w, generator=g).to(dtype), torch.randint(0, 3, (bs,), generator=g)
+
+def fix_beta(monkeypatch, cb, lam):
+    "Make every Beta draw of `cb` (and of the mixers it chooses among) return `lam`"
+    for m in [cb, *getattr(cb, 'mixers', [])]: monkeypatch.setattr(m, 'sample_beta', lambda name, a, n: np.full(n, float(lam)))
+
+def check_mix(x, xm, mix):
+    """`check_provenance` for every mixer: a per-image choice among geometries (`MixChoice`'s `Select`) is checked image by
+    image against the geometry it picked, with the mix that geometry stands for (the others' images left whole)"""
+    g = mix.geom
+    if not hasattr(g, 'geoms'): return check_provenance(x, xm, mix)
+    bs = len(x)
+    check_weights(mix, bs)
+    own, e0 = torch.arange(bs).expand_as(mix.idx), torch.zeros_like(mix.weights); e0[:, 0] = 1
+    for i, gi in enumerate(g.geoms):
+        if gi is None: continue
+        rows = g.pick == i
+        xi = gi.apply(x)
+        assert torch.equal(xm[rows], xi[rows]), i  # an image is exactly what its geometry makes of it
+        check_provenance(x, xi, Mix(torch.where(rows, mix.idx, own), torch.where(rows[:, None], mix.weights, e0), gi))
 
 def synth_images(n=64, c=3, h=12, w=12, n_cls=3, seed=0):
     "Images whose class is visible in their pixels: one bright quadrant-ish stripe per class"
@@ -28,9 +54,21 @@ def synth_dls(bs=8, seed=0):
                    splitter=IndexSplitter(list(range(48, 64))))
     return db.dataloaders(list(range(64)), bs=bs, shuffle=True, seed=seed)
 
-def tiny_cnn(n_cls=3, c=3):
-    return nn.Sequential(nn.Conv2d(c, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(32, n_cls))
-
-def synth_learner(cbs=None, loss_func=None, seed=0, **kw):
+def synth_learner(cbs=None, loss_func=None, seed=0, bs=8, **kw):
+    "fastmix's small CNN on `synth_dls`, seeded"
     set_seed(seed, reproducible=True)
-    return Learner(synth_dls(seed=seed), tiny_cnn(), loss_func=loss_func or CrossEntropyLossFlat(), cbs=cbs, **kw)
+    return Learner(synth_dls(bs=bs, seed=seed), small_cnn(3, 3), loss_func=loss_func or CrossEntropyLossFlat(), cbs=cbs, **kw)
+
+class Boom(Exception): "An error inside training that is not one of fastai's cancellations"
+
+class RaiseAt(Callback):
+    "Raise `exc` at the `at`-th training `event` (order 50: after the mixer's part of that event)"
+    order = 50
+    def __init__(self, exc, event='after_pred', at=2): self.exc,self.event,self.at,self.n = exc,event,at,0
+    def __call__(self, event_name):
+        if event_name == self.event and self.training:
+            self.n += 1
+            if self.n == self.at: raise self.exc
+        super().__call__(event_name)
+
+ENDINGS = [CancelFitException, CancelEpochException, CancelTrainException, CancelBatchException, Boom, KeyboardInterrupt]  # every way a fit can end early

@@ -2,7 +2,7 @@
 only its own shard, and the loss function is restored on every rank. The script that runs on each rank is
 `tests/dist_script.py` (its docstring says how to run it on GPUs with nccl)."""
 import os, sys, json, socket, subprocess, pathlib, pytest
-from helpers import METHODS
+from fastmix.mixers import MIXERS
 
 HERE = pathlib.Path(__file__).parent
 ROOT = HERE.parent
@@ -29,9 +29,9 @@ def ranks(tmp_path_factory):
 def test_both_ranks_finish_on_gloo(ranks):
     assert [r['rank'] for r in ranks] == [0, 1] and all(r['world'] == WORLD for r in ranks)
     assert all(r['backend'] == 'gloo' for r in ranks)
-    assert all(set(r['methods']) == set(METHODS) for r in ranks)
+    assert all(set(r['methods']) == set(MIXERS) for r in ranks)
 
-@pytest.mark.parametrize('method', METHODS)
+@pytest.mark.parametrize('method', MIXERS)
 def test_loss_func_restored_and_model_unwrapped(ranks, method):
     for r in ranks:
         m = r['methods'][method]
@@ -39,7 +39,7 @@ def test_loss_func_restored_and_model_unwrapped(ranks, method):
         assert m['model_unwrapped'] and m['losses_finite']
         assert m['n_losses'] == len(m['batches'])
 
-@pytest.mark.parametrize('method', METHODS)
+@pytest.mark.parametrize('method', MIXERS)
 def test_each_rank_mixes_only_its_own_shard(ranks, method):
     logs = [r['methods'][method]['batches'] for r in ranks]
     n_batches = -(-N_TRAIN // BS)
@@ -53,7 +53,7 @@ def test_each_rank_mixes_only_its_own_shard(ranks, method):
     assert not set(shards[0]) & set(shards[1])  # disjoint shards
     assert sorted(shards[0] + shards[1]) == list(range(N_TRAIN))  # together exactly the training set
 
-@pytest.mark.parametrize('method', METHODS)
+@pytest.mark.parametrize('method', MIXERS)
 def test_ranks_draw_different_mixes_and_stay_in_sync(ranks, method):
     "Same seed on every rank, but each rank has its own stream; DDP keeps the weights identical"
     w = [[b['weights'] for b in r['methods'][method]['batches']] for r in ranks]

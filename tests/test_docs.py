@@ -124,7 +124,9 @@ def test_every_page(page):
         outs = ' '.join(page.locator('.cell_output').all_inner_texts())
         for bad in ('Traceback', 'Warning:', 'Error:'):
             assert bad not in outs, f'{name}.html shows a {bad!r} in an output'
-        assert '#|' not in text and '{target=' not in text, f'{name}.html shows raw directives'
+        code = [l.strip() for t in page.locator('article pre').all_inner_texts() for l in t.splitlines()]
+        assert not [l for l in code if l.startswith('#|')] and '{target=' not in text, f'{name}.html shows raw directives'
+        assert not re.search(r'\$\$|\\\[|\\frac', text), f'{name}.html shows raw LaTeX'
 
 def test_method_pages(page):
     for name, params in METHODS.items():
@@ -145,7 +147,7 @@ def test_index_landing_page(page):
 
 def test_sidebar(page):
     _open(page, 'index')
-    caps = page.locator('.sidebar-tree .caption-text').all_inner_texts()
+    caps = page.eval_on_selector_all('.sidebar-tree .caption-text', 'es => es.map(e => e.textContent)')  # CSS upper-cases them
     assert caps[:1] == ['Get started'] and {'Methods', 'Previews', 'Internals', 'Benchmarks', 'Training quality'} <= set(caps), caps
     links = page.eval_on_selector_all('.sidebar-tree a.reference', 'as => as.map(a => a.href)')
     assert len(links) >= len(_pages()) - 1
@@ -161,7 +163,7 @@ def test_search_finds_ricap(page):
     assert first.inner_text().strip() == 'RICAP'
     first.click()
     page.wait_for_load_state('load')
-    assert page.url.split('?')[0].endswith('/ricap.html') and page.locator('h1').first.inner_text().startswith('RICAP')
+    assert page.url.split('#')[0].split('?')[0].endswith('/ricap.html') and page.locator('h1').first.inner_text().startswith('RICAP')
 
 def test_screenshots(page):
     "Full-page screenshots for a reviewer: _docs/screenshot-<page>.png"

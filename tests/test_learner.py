@@ -6,13 +6,12 @@ from fastmix.all import *
 from fastmix.core import *
 from fastmix.geometry import *
 from fastmix.testing import *
-from helpers import *
-
-CASES = [(m, mode) for m in METHODS for mode in ('batch', 'sample')]
+from fastmix.mixers import MIXERS
+from helpers import CASES, ENDINGS, Boom, RaiseAt, synth_learner
 
 @pytest.mark.parametrize('method,mode', CASES)
 def test_fit_validate_get_preds(method, mode):
-    cb = METHODS[method](mode=mode, seed=0)
+    cb = MIXERS[method](mode=mode, seed=0)
     learn = synth_learner(cbs=cb)
     lf = learn.loss_func
     seen = []
@@ -31,10 +30,10 @@ def test_fit_validate_get_preds(method, mode):
     p1, t1 = learn.get_preds(); p2, t2 = plain.get_preds()
     assert torch.equal(p1, p2) and torch.equal(t1, t2)
 
-@pytest.mark.parametrize('method', METHODS)
+@pytest.mark.parametrize('method', MIXERS)
 def test_training_loss_is_the_mixed_loss(method):
     "The loss fastai backpropagates is `mixed_loss` of the mix actually applied"
-    cb = METHODS[method](seed=1)
+    cb = MIXERS[method](seed=1)
     got = []
     class Check(Callback):
         order = 5
@@ -52,23 +51,10 @@ def test_training_loss_is_the_mixed_loss(method):
     assert got and all(abs(a - b) < 1e-6 for a, b, _ in got)
     assert any(abs(a - c) > 1e-4 for a, _, c in got)  # and it is not the unmixed loss
 
-class Boom(Exception): pass
-class RaiseAt(Callback):
-    "Raise `exc` in the middle of training"
-    order = 50
-    def __init__(self, exc, event='after_pred', at=2): self.exc,self.event,self.at,self.n = exc,event,at,0
-    def __call__(self, event_name):
-        if event_name == self.event and self.training:
-            self.n += 1
-            if self.n == self.at: raise self.exc
-        super().__call__(event_name)
-
-ENDINGS = [CancelFitException, CancelEpochException, CancelTrainException, CancelBatchException, Boom, KeyboardInterrupt]
-
 @pytest.mark.parametrize('exc', ENDINGS, ids=lambda e: e.__name__)
-@pytest.mark.parametrize('method', METHODS)
+@pytest.mark.parametrize('method', MIXERS)
 def test_every_ending_restores_then_fits_again(exc, method):
-    cb = METHODS[method](seed=0)
+    cb = MIXERS[method](seed=0)
     learn = synth_learner(cbs=cb)
     lf = learn.loss_func
     try: learn.fit(1, 1e-2, cbs=RaiseAt(exc()))
@@ -79,24 +65,18 @@ def test_every_ending_restores_then_fits_again(exc, method):
     plain = synth_learner(); plain.model.load_state_dict(learn.model.state_dict())
     assert learn.validate() == plain.validate()
 
-@pytest.mark.parametrize('method', METHODS)
+@pytest.mark.parametrize('method', MIXERS)
 def test_lr_find_export_load_predict(method, tmp_path):
-    learn = synth_learner(cbs=METHODS[method](seed=0), path=tmp_path)
+    learn = synth_learner(cbs=MIXERS[method](seed=0), path=tmp_path)
     lf = learn.loss_func
     learn.lr_find(num_it=8, show_plot=False)
     assert learn.loss_func is lf
     learn.fit(1, 1e-2)
     learn.export('m.pkl')
     learn2 = load_learner(tmp_path/'m.pkl')
-    assert any(isinstance(c, METHODS[method]) for c in learn2.cbs)
+    assert any(isinstance(c, MIXERS[method].cls) for c in learn2.cbs)
     pred = learn2.predict(0)
     assert torch.allclose(pred[2], learn.predict(0)[2])
-
-def test_batch_size_one_passes_through():
-    cb = CutMix(seed=0)
-    x = torch.randn(1, 3, 5, 5)
-    mix, (xm,), (ym,) = cb.mix_batch((x,), (torch.tensor([2]),))
-    assert mix is None and xm is x
 
 def test_seed_repeats_exactly():
     def run(seed):

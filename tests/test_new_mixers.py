@@ -18,6 +18,15 @@ hyp = settings(max_examples=40, deadline=None, suppress_health_check=[HealthChec
 def _mix(cb, x, *ys):
     return cb.mix_batch((x,), ys or (torch.arange(len(x)),))
 
+def _mix_with_masks(cls, x, mode, seed, cl, p):
+    "Mix `x` (channels last if `cl`) and a random segmentation target with `cls`; left alone both, when nothing was mixed"
+    bs, c, h, w = x.shape
+    if cl: x = x.contiguous(memory_format=torch.channels_last)
+    seg = torch.randint(0, 7, (bs, h, w), generator=torch.Generator().manual_seed(seed % 1000))
+    mix, (xm,), (segm,) = _mix(cls(mode=mode, seed=seed, p=p), x.clone(), seg)
+    if mix is None: assert torch.equal(xm, x) and torch.equal(segm, seg)
+    return x, seg, mix, xm, segm
+
 def _box(geom, n):
     b = geom.boxes
     return b[min(n, len(b) - 1)].tolist()
@@ -54,12 +63,8 @@ def check_fmix(x, xm, mix, mask_in=None, mask_out=None):
 @hyp
 @given(shape=shapes, mode=st.sampled_from(MODES), seed=st.integers(0, 2**31), cl=st.booleans(), p=st.sampled_from([1., .5]))
 def test_fmix_provenance(shape, mode, seed, cl, p):
-    bs, c, h, w = shape
-    x = provenance_batch(bs, c, h, w)
-    if cl: x = x.contiguous(memory_format=torch.channels_last)
-    seg = torch.randint(0, 7, (bs, h, w), generator=torch.Generator().manual_seed(seed % 1000))
-    mix, (xm,), (segm,) = _mix(FMix(mode=mode, seed=seed, p=p), x.clone(), seg)
-    if mix is None: assert torch.equal(xm, x) and torch.equal(segm, seg); return
+    x, seg, mix, xm, segm = _mix_with_masks(FMix, provenance_batch(*shape), mode, seed, cl, p)
+    if mix is None: return
     check_fmix(x, xm, mix, seg, segm)
     check_untouched_rows(x, xm, mix)
 
@@ -86,6 +91,22 @@ def test_top_mask_exact_counts_and_highest():
     assert np.array_equal(m.sum((1, 2)), k)
     for n in (1, 2): assert v[n][m[n]].min() > v[n][~m[n]].max()
     assert np.array_equal(top_mask(np.ones((3, 2, 2)), [0, 3, 4]).sum((1, 2)), [0, 3, 4])  # all tied
+
+def _by_argsort(v, k):
+    f = v.reshape(len(v), -1); m = np.zeros(f.shape, bool)
+    for n in range(len(v)): m[n, np.argsort(-f[n], kind='stable')[:k[n]]] = True
+    return m.reshape(v.shape)
+
+@hyp
+@given(n=st.integers(1, 6), h=st.integers(1, 40), w=st.integers(1, 40), seed=st.integers(0, 2**31),
+       levels=st.sampled_from([0, 2, 16, None]), bins=st.sampled_from([None, 1, 7]))
+def test_top_mask_is_the_k_highest(n, h, w, seed, levels, bins):
+    "Exactly the k highest pixels, ties broken by position (the stable-argsort definition), whatever the histogram"
+    rng = np.random.default_rng(seed)
+    v = fourier_noise(rng, n, h, w)
+    if levels is not None: v = np.round(v / (np.abs(v).max() + 1e-12) * levels)  # ties (levels 0: all equal)
+    k = rng.integers(0, h * w + 1, n)
+    assert np.array_equal(top_mask(v, k, bins), _by_argsort(v, k))
 
 def test_fmix_decay_smooths():
     "Larger δ: lower frequencies, so fewer mask boundaries between neighbouring pixels"
@@ -117,12 +138,9 @@ def check_resizemix(x, xm, mix, seg=None, segm=None):
 @hyp
 @given(shape=shapes, mode=st.sampled_from(MODES), seed=st.integers(0, 2**31), cl=st.booleans(), p=st.sampled_from([1., .5]))
 def test_resizemix_exact(shape, mode, seed, cl, p):
-    bs, c, h, w = shape
-    x = torch.rand(bs, c, h, w, generator=torch.Generator().manual_seed(seed % 1000))
-    if cl: x = x.contiguous(memory_format=torch.channels_last)
-    seg = torch.randint(0, 7, (bs, h, w), generator=torch.Generator().manual_seed(seed % 1000))
-    mix, (xm,), (segm,) = _mix(ResizeMix(mode=mode, seed=seed, p=p), x.clone(), seg)
-    if mix is None: assert torch.equal(xm, x) and torch.equal(segm, seg); return
+    x = torch.rand(*shape, generator=torch.Generator().manual_seed(seed % 1000))
+    x, seg, mix, xm, segm = _mix_with_masks(ResizeMix, x, mode, seed, cl, p)
+    if mix is None: return
     check_resizemix(x, xm, mix, seg, segm)
     check_untouched_rows(x, xm, mix)
 

@@ -8,13 +8,14 @@ from fastmix.core import *
 from fastmix.geometry import *
 from fastmix.testing import *
 from fastmix.demo import mnist_dls
+from fastmix.mixers import MIXERS
 
 FASTMIX = [sys.executable, '-m', 'fastmix.cli']
 
 @pytest.fixture(scope='module')
 def dls(): return mnist_dls(bs=16, limit=200)
 
-@pytest.mark.parametrize('cls', [MixUp, CutMix, RICAP])
+@pytest.mark.parametrize('cls', [m.cls for m in MIXERS.values()], ids=list(MIXERS))
 def test_titles_are_the_label_weights(cls, dls):
     mixer = cls(seed=3)
     state = mixer.rng.bit_generator.state
@@ -67,7 +68,7 @@ def test_preview_command(tmp_path):
     assert Image.open(tmp_path/'p.png').size[0] > 100
 
 @pytest.mark.parametrize('args,msg', [
-    (['demo', '--methods', 'fmix'], 'unknown method fmix'),
+    (['demo', '--methods', 'nosuchmix'], 'unknown method nosuchmix'),
     (['demo', '--epochs', '0'], '--epochs must be > 0'),
     (['demo', '--epochs', 'two'], '--epochs must be a whole number'),
     (['demo', '--data', '/no/such/folder'], 'no such folder'),

@@ -7,7 +7,8 @@ from fastmix.all import *
 from fastmix.core import *
 from fastmix.geometry import *
 from fastmix.testing import *
-from helpers import synth_learner, METHODS
+from fastmix.mixers import MIXERS
+from helpers import synth_learner, check_mix
 
 CODES = ['bg', 'square', 'bar']
 
@@ -72,7 +73,7 @@ LABELS = [['cat'], ['dog'], ['cat', 'dog'], ['bird'], ['cat', 'bird'], ['dog', '
 def ml_x(i): return TensorImage(torch.full((3, 8, 8), float(i % 6) / 6))
 def ml_y(i): return LABELS[i]
 
-@pytest.mark.parametrize('cls', [MixUp, CutMix, RICAP, CutMixUp])
+@pytest.mark.parametrize('cls', [m.cls for m in MIXERS.values()], ids=list(MIXERS))
 def test_multilabel_targets_mixed_by_weight(cls):
     db = DataBlock(blocks=(TransformBlock, MultiCategoryBlock), get_x=ml_x, get_y=ml_y, splitter=RandomSplitter(seed=0))
     dls = db.dataloaders(list(range(48)), bs=8, num_workers=0)
@@ -101,6 +102,14 @@ def test_cutmixup_switches(mode):
     learn = synth_learner(cbs=CutMixUp(mode=mode, seed=0)); learn.fit(1, 1e-2)
     assert np.isfinite(learn.recorder.values[-1][0])
 
+@pytest.mark.parametrize('switch_prob', [0., 1.])
+def test_cutmixup_per_sample_all_one_kind(switch_prob):
+    "Every image picks the same mixer: the other one has no geometry, and the mix is the picked one's alone"
+    x = provenance_batch(6, 3, 8, 8)
+    mix, (xm,), _ = CutMixUp(switch_prob=switch_prob, mode='sample', seed=0).mix_batch((x,), (torch.arange(6),))
+    assert mix.geom.cuts == bool(switch_prob)
+    check_mix(x, xm, mix)
+
 def test_mixchoice_validates():
     with pytest.raises(ValueError, match='`probs` must have one probability per mixer'): MixChoice([MixUp(), CutMix()], [.5, .6])
     with pytest.raises(TypeError, match='`mixers` must be a non-empty list'): MixChoice(['cutmix'])
@@ -121,9 +130,8 @@ class Count(Callback):
         if self.training: self.per_epoch[-1].append(self.learn.cbs.filter(lambda c: isinstance(c, MixHandler))[0].mix is not None)
 
 def _frac(cb, epochs=4):
-    from helpers import synth_dls, tiny_cnn
     cnt = Count()
-    learn = Learner(synth_dls(bs=2), tiny_cnn(), loss_func=CrossEntropyLossFlat(), cbs=[cb, cnt])
+    learn = synth_learner(cbs=[cb, cnt], bs=2)
     learn.fit(epochs, 1e-3)
     return [np.mean(e) for e in cnt.per_epoch]
 
@@ -145,7 +153,7 @@ def test_alpha_schedule_used():
         order = 1
         def before_batch(self):
             if self.training: lams.append(float(cb.mix.weights[0, 0]))
-    learn = Learner(__import__('helpers').synth_dls(bs=2), __import__('helpers').tiny_cnn(), loss_func=CrossEntropyLossFlat(), cbs=[cb, Rec()])
+    learn = synth_learner(cbs=[cb, Rec()], bs=2)
     learn.fit(2, 1e-3)
     n = len(lams) // 2 - 2
     extreme = lambda ls: np.mean([min(l, 1 - l) for l in ls])  # small α: λ near 0 or 1; large α: near 0.5
@@ -153,7 +161,7 @@ def test_alpha_schedule_used():
 
 # -- label smoothing and focal loss through a real Learner
 @pytest.mark.parametrize('lf', [LabelSmoothingCrossEntropyFlat(eps=.1), FocalLossFlat(gamma=2.)], ids=['ls', 'focal'])
-@pytest.mark.parametrize('cls', [MixUp, CutMix, RICAP])
+@pytest.mark.parametrize('cls', [m.cls for m in MIXERS.values()], ids=list(MIXERS))
 def test_y_int_losses_in_training(lf, cls):
     got = []
     class Check(Callback):

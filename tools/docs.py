@@ -4,10 +4,11 @@
     python tools/docs.py --check      fail if README.md is not what nbs/index.ipynb makes
     python tools/docs.py --html       execute the notebooks, process them with nbdev, render the site to _docs/
 
-The site is nbdev's own processing (`nbdev.serve.proc_nbs`, what `nbdev-proc-nbs` runs: `show_doc` after every
-exported name, exported code hidden, directives applied) rendered by Sphinx with MyST-NB and the Furo theme
-instead of Quarto (configuration: tools/conf.py). The notebooks are executed once, by nbdev's test runner (`nbdev-test`'s cell selection, skip
-flags and `exc_stop`), which also makes this the notebook test: a failing cell fails the build.
+The site is nbdev's own processing (`FilterDefaults`, what `nbdev-proc-nbs` runs on each notebook: `show_doc` after
+every exported name, exported code hidden, directives applied; output in `_proc/`) rendered by Sphinx with MyST-NB
+and the Furo theme instead of Quarto (configuration: tools/conf.py), through a thin adapter for what only Quarto
+reads. The notebooks are executed once, the way `nbdev-test` runs them (its cell selection, skip flags, stop at the
+first error), so this is also the notebook test: a failing cell fails the build.
 Needs the `docs` extra: `pip install -e '.[dev,docs]'`.
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT/'_build'
 
 # ---------------------------------------------------------------- README
-_skip = re.compile(r'^#\|\s*(hide|exporti?|default_exp)\b', re.M)
+_skip = re.compile(r'^#\|\s*(hide|exporti?|default_exp|echo:\s*false)\b', re.M)  # cells the README leaves out
 
 def readme_from_index(nb_path:Path)->str:
     "Markdown for README.md: the index notebook's markdown and visible code cells, in order"
@@ -57,6 +58,7 @@ def _build_one(fn:Path, skip_flags:list, timeout:int=600):
     from nbdev.test import _skip_cell
     start, main = time.time(), sys.modules['__main__']
     os.environ['IN_TEST'] = '1'
+    os.environ.pop('MPLBACKEND', None)  # figures need matplotlib's inline backend (MPLBACKEND=Agg shows none)
     warnings.filterwarnings('ignore', 'Found cells containing imports')  # nbdev's style hint, not a docs problem
     nb = NBProcessor(fn, rm_directives=False, process=True).nb
     k = CaptureShell(fn)

@@ -1,0 +1,123 @@
+"Bad input: a clear error naming the argument and the value, at construction or at the first batch"
+import re, pytest, numpy as np, torch
+from fastai.basics import *
+from fastai.vision.all import *
+from fastmix.all import *
+from fastmix.core import *
+from fastmix.geometry import *
+from fastmix.testing import *
+from fastmix.mixers import MIXERS
+from helpers import batch, synth_learner
+
+BAD_ARGS = [  # (class, kwargs, exception, regex the message must match)
+    (MixUp,  dict(alpha=0),              ValueError, r"`alpha` must be in \(0, .*got 0$"),
+    (MixUp,  dict(alpha=-0.5),           ValueError, r"`alpha` must be in \(0, .*got -0\.5$"),
+    (CutMix, dict(alpha=float('nan')),   ValueError, r"`alpha` must be a finite number.*got nan$"),
+    (CutMix, dict(alpha=float('inf')),   ValueError, r"`alpha` must be a finite number.*got inf$"),
+    (RICAP,  dict(beta=0.),              ValueError, r"`beta` must be in \(0, .*got 0\.0$"),
+    (RICAP,  dict(beta=-1),              ValueError, r"`beta` must be in \(0, .*got -1$"),
+    (RICAP,  dict(beta=float('nan')),    ValueError, r"`beta` must be a finite number.*got nan$"),
+    (MixUp,  dict(alpha=float('-inf')),  ValueError, r"`alpha` must be a finite number.*got -inf$"),
+    (CutMix, dict(p=1.5),                ValueError, r"`p` must be in \[0, 1\], got 1\.5$"),
+    (RICAP,  dict(p=-0.1),               ValueError, r"`p` must be in \[0, 1\], got -0\.1$"),
+    (MixUp,  dict(p=float('nan')),       ValueError, r"`p` must be a finite number.*got nan$"),
+    (CutMix, dict(mode='pixel'),         ValueError, r"`mode` must be one of \('batch', 'sample'\), got 'pixel'$"),
+    (MixUp,  dict(mode='Batch'),         ValueError, r"`mode` must be one of .*got 'Batch'$"),
+    # wrong types a user could type
+    (MixUp,  dict(alpha='0.4'),          (TypeError, ValueError), r"`alpha` must be a finite number.*got '0\.4'$"),
+    (RICAP,  dict(beta=[0.3]),           (TypeError, ValueError), r"`beta` must be a finite number.*got \[0\.3\]$"),
+    (CutMix, dict(alpha=True),           (TypeError, ValueError), r"`alpha` must be a finite number.*got True$"),
+    (MixUp,  dict(p=None),               (TypeError, ValueError), r"`p` must be a finite number.*got None$"),
+    (CutMix, dict(p='1'),                (TypeError, ValueError), r"`p` must be a finite number.*got '1'$"),
+    (MixUp,  dict(mode=1),               (TypeError, ValueError), r"`mode` must be one of .*got 1$"),
+    (RICAP,  dict(mode=None),            (TypeError, ValueError), r"`mode` must be one of .*got None$"),
+    (MixUp,  dict(seed=1.5),             TypeError,  r"`seed` must be an int or None, got 1\.5$"),
+    (CutMix, dict(seed='0'),             TypeError,  r"`seed` must be an int or None, got '0'$"),
+    (RICAP,  dict(seed=True),            TypeError,  r"`seed` must be an int or None, got True$"),
+    (MixUp,  dict(seed=-1),              ValueError, r"`seed`.*-1"),  # numpy's own error does not name `seed`
+    (MixUp,  dict(keep_dominant='yes'),  TypeError,  r"`keep_dominant` must be a bool, got 'yes'$"),
+    (MixUp,  dict(keep_dominant=1),      TypeError,  r"`keep_dominant` must be a bool, got 1$"),
+    (CutMix, dict(off_epochs=-1),        ValueError, r"`off_epochs` must be an int >= 0, got -1$"),
+    (RICAP,  dict(off_epochs=1.5),       (TypeError, ValueError), r"`off_epochs` must be an int >= 0, got 1\.5$"),
+    (MixUp,  dict(off_pct=2),            ValueError, r"`off_pct` must be in \[0, 1\], got 2$"),
+    (CutMix, dict(off_pct=-0.1),         ValueError, r"`off_pct` must be in \[0, 1\], got -0\.1$"),
+    (RICAP,  dict(off_pct='0.1'),        (TypeError, ValueError), r"`off_pct` must be a finite number, got '0\.1'$"),
+]
+
+@pytest.mark.parametrize('cls,kw,exc,msg', BAD_ARGS,
+                         ids=[f"{c.__name__}-{','.join(f'{k}={v!r}' for k, v in kw.items())}" for c, kw, _, _ in BAD_ARGS])
+def test_bad_constructor_arg(cls, kw, exc, msg):
+    with pytest.raises(exc, match=msg): cls(**kw)
+
+PARAM = {'mixup': 'alpha', 'cutmix': 'alpha', 'ricap': 'beta'}  # the Beta parameter of each method's own draw
+
+@pytest.mark.parametrize('method', PARAM)
+def test_schedule_going_out_of_range_fails_at_first_batch(method):
+    "A schedule can only be checked when it is evaluated: at the first batch, naming the hyper-parameter and value"
+    x, y = batch()
+    with pytest.raises(ValueError, match=rf"`{PARAM[method]}` must be in \(0, .*got -1\.0$"):
+        MIXERS[method](**{PARAM[method]: lambda pct: -1.}, seed=0).mix_batch((x,), (y,))
+
+@pytest.mark.parametrize('method', MIXERS)
+def test_p_schedule_going_out_of_range_fails_at_first_batch(method):
+    x, y = batch()
+    with pytest.raises(ValueError, match=r"`p` must be in \[0, 1\], got 2\.0$"):
+        MIXERS[method](p=lambda pct: 2., seed=0).mix_batch((x,), (y,))
+
+IMAGE_ONLY = [m for m in MIXERS if MIXERS[m].cls.image_only]  # the cut methods (and choices among them)
+SHAPES = {1: r'\(B, C, L\)', 2: r'\(B, C, H, W\)', 3: r'\(B, C, D, H, W\)'}
+BAD_SHAPES = [(m, s) for m in IMAGE_ONLY for s in [(4, 8, 8), (4, 3), (4,), (4, 1, 3, 8, 8), (4, 1, 3, 8, 8, 2)]
+              if len(s) - 2 not in MIXERS[m](seed=0).space_dims]
+
+@pytest.mark.parametrize('method,shape', BAD_SHAPES)
+def test_batch_without_the_spatial_axes_a_method_cuts(method, shape):
+    "Image-only methods refuse signals and volumes; CutMix, RICAP (and CutMixUp) take them but refuse tables and 6-D"
+    cb = MIXERS[method](seed=0)
+    dims = sorted(cb.space_dims)
+    expect = ('image batches of shape ' + SHAPES[2] if dims == [2] else
+              'batches of shape ' + ', '.join(SHAPES[d] for d in dims[:-1]) + ' or ' + SHAPES[dims[-1]])
+    with pytest.raises(ValueError, match=rf"{MIXERS[method].cls.__name__} mixes {expect}, got shape {re.escape(str(tuple(shape)))}$"):
+        cb.mix_batch((torch.randn(shape),), (torch.arange(4),))
+
+def test_which_methods_cut_signals_and_volumes():
+    assert {m for m in IMAGE_ONLY if MIXERS[m](seed=0).space_dims == (1, 2, 3)} >= {'cutmix', 'ricap', 'cutmixup'}
+    assert all(MIXERS[m](seed=0).space_dims == (2,) for m in ('fmix', 'resizemix') if m in MIXERS)
+
+@pytest.mark.parametrize('method', MIXERS)
+@pytest.mark.parametrize('dtype', [torch.uint8, torch.int64, torch.bool])
+def test_integer_and_bool_images(method, dtype):
+    x = torch.zeros(4, 3, 8, 8, dtype=dtype)
+    with pytest.raises(TypeError, match=rf"must be a float tensor, got dtype {re.escape(str(dtype))}: convert images"):
+        MIXERS[method](seed=0).mix_batch((x,), (torch.arange(4),))
+
+def test_input_not_a_tensor():
+    with pytest.raises(TypeError, match=r"the input batch must be a Tensor, got ndarray$"):
+        CutMix(seed=0).mix_batch((np.zeros((4, 3, 8, 8), dtype=np.float32),), (torch.arange(4),))
+
+@pytest.mark.parametrize('method', MIXERS)
+def test_target_batch_size_differs(method):
+    x, y = batch(bs=4)
+    with pytest.raises(ValueError, match=r"target 0 has batch size 5 but the input batch has 4$"):
+        MIXERS[method](seed=0).mix_batch((x,), (torch.arange(5),))
+    with pytest.raises(ValueError, match=r"target 1 has batch size 3 but the input batch has 4$"):
+        MIXERS[method](seed=0).mix_batch((x,), (y, torch.zeros(3, 2)))
+
+@pytest.mark.parametrize('method', MIXERS)
+def test_second_input_batch_size_differs(method):
+    """A second input with another batch size is a broken batch: it must be a clear error. (CutMix and RICAP crash
+    deep inside the geometry with an IndexError or a reshape error; MixUp silently leaves it unmixed.)"""
+    x, y = batch(bs=4)
+    with pytest.raises(ValueError, match=r"(?i)input 1 .*batch size 3.* 4"):
+        MIXERS[method](seed=0).mix_batch((x, torch.randn(3, 3, 8, 8)), (y,))
+
+class FloatTargets(Callback):
+    "Turn the class indices into floats before the mixer sees them"
+    order = -1
+    def before_batch(self): self.learn.yb = (self.yb[0].float(),)
+
+@pytest.mark.parametrize('method', MIXERS)
+def test_y_int_loss_with_float_targets(method):
+    learn = synth_learner(cbs=[MIXERS[method](seed=0), FloatTargets()], loss_func=CrossEntropyLossFlat())
+    with pytest.raises(TypeError, match=r"takes class indices \(`y_int`\) but target 0 is torch\.float32"):
+        learn.fit(1, 1e-2)
+

@@ -1,0 +1,118 @@
+"Edge cases that are not errors: batches of one and of odd sizes, tiny images, λ exactly 0 or 1, boxes clipped at every border, p = 1"
+import math, pytest, numpy as np, torch
+import torch.nn.functional as F
+from fastai.basics import *
+from fastai.vision.all import *
+from fastmix.all import *
+from fastmix.core import *
+from fastmix.geometry import *
+from fastmix.testing import *
+from fastmix.mixers import MIXERS
+from helpers import CASES, MODES, batch, check_mix, fix_beta
+
+@pytest.mark.parametrize('method,mode', CASES)
+def test_batch_size_one_is_left_alone(method, mode):
+    x, y = batch(bs=1); x0 = x.clone()
+    mix, (xm,), (ym,) = MIXERS[method](mode=mode, seed=0).mix_batch((x,), (y,), inplace=True)
+    assert mix is None and xm is x and ym is y and torch.equal(x, x0)
+
+@pytest.mark.parametrize('method,mode', CASES)
+@pytest.mark.parametrize('bs', [2, 3, 5, 7])
+def test_small_and_odd_batch_sizes(method, mode, bs):
+    x = provenance_batch(bs, 3, 9, 7)
+    cb = MIXERS[method](mode=mode, seed=bs)
+    for _ in range(4):  # several draws
+        mix, (xm,), _ = cb.mix_batch((x,), (torch.arange(bs),))
+        assert mix is not None
+        check_mix(x, xm, mix)
+        check_untouched_rows(x, xm, mix)
+
+@pytest.mark.parametrize('method,mode', CASES)
+@pytest.mark.parametrize('hw', [(1, 1), (1, 9), (9, 1), (2, 1)])
+def test_tiny_images(method, mode, hw):
+    "1×1 and 1×N images: a box or tile has zero or whole rows, and the weights are still the exact pixel shares"
+    x = provenance_batch(6, 2, *hw)
+    cb = MIXERS[method](mode=mode, seed=sum(hw))
+    for _ in range(6):
+        mix, (xm,), _ = cb.mix_batch((x,), (torch.arange(6),))
+        check_mix(x, xm, mix)
+        if hw == (1, 1) and mix.geom.cuts: assert set(mix.weights.flatten().tolist()) <= {0., 1.}
+
+@pytest.mark.parametrize('mode', MODES)
+@pytest.mark.parametrize('lam', [0., 1.])
+@pytest.mark.parametrize('dominant', [False, True])
+def test_mixup_lambda_exactly_0_or_1(monkeypatch, mode, lam, dominant):
+    x, y = batch(bs=7)
+    cb = MixUp(mode=mode, seed=0, keep_dominant=dominant)
+    fix_beta(monkeypatch, cb, lam)
+    mix, (xm,), _ = cb.mix_batch((x,), (y,))
+    own = 1. if dominant else lam  # keep_dominant: λ ← max(λ, 1−λ) = 1
+    assert (mix.weights == torch.tensor([own, 1 - own])).all()
+    assert torch.equal(xm, x if own == 1 else x[mix.idx[1]])  # exactly one image, no rounding
+
+@pytest.mark.parametrize('mode', MODES)
+@pytest.mark.parametrize('lam', [0., 1.])
+def test_cutmix_lambda_exactly_0_or_1(monkeypatch, mode, lam):
+    x = provenance_batch(7, 3, 9, 8)
+    cb = CutMix(mode=mode, seed=0)
+    fix_beta(monkeypatch, cb, lam)
+    monkeypatch.setattr(cb, 'randint', lambda hi, n: np.full(n, hi // 2))  # centred: a λ = 0 box is the whole image
+    mix, (xm,), _ = cb.mix_batch((x,), (torch.arange(7),))
+    check_mix(x, xm, mix)
+    assert (mix.weights == torch.tensor([lam, 1 - lam])).all()
+    assert torch.equal(xm, x if lam == 1 else x[mix.idx[1]])
+
+@pytest.mark.parametrize('mode', MODES)
+@pytest.mark.parametrize('lam', [0., 1.])
+def test_ricap_boundary_at_the_corner(monkeypatch, mode, lam):
+    "β draws of 0 or 1 put the boundary in a corner: one tile is the whole image"
+    x = provenance_batch(7, 3, 9, 8)
+    cb = RICAP(mode=mode, seed=0)
+    fix_beta(monkeypatch, cb, lam)
+    mix, (xm,), _ = cb.mix_batch((x,), (torch.arange(7),))
+    check_mix(x, xm, mix)
+    k = 0 if lam == 1 else 3
+    assert (mix.weights == F.one_hot(torch.tensor(k), 4).float()).all()
+    assert torch.equal(xm, x[mix.idx[k]])
+
+H, W = 9, 8
+BORDER_CENTRES = [(0, 0), (0, W - 1), (H - 1, 0), (H - 1, W - 1), (0, W // 2), (H - 1, W // 2), (H // 2, 0), (H // 2, W - 1)]
+
+@pytest.mark.parametrize('lam', [0., .3, .75, .99])
+def test_cutmix_boxes_clipped_at_every_border(lam):
+    cy, cx = map(np.array, zip(*BORDER_CENTRES))
+    boxes, lam2 = cutmix_boxes(np.full(len(cy), lam), np.stack([cy, cx], -1), (H, W))
+    bh, bw = math.floor(H * math.sqrt(1 - lam) + .5), math.floor(W * math.sqrt(1 - lam) + .5)
+    for (y0, y1, x0, x1), c_y, c_x, l in zip(boxes.tolist(), cy, cx, lam2):
+        # the unclipped box cut to the image
+        assert (y0, y1) == (max(c_y - bh // 2, 0), min(c_y - bh // 2 + bh, H))
+        assert (x0, x1) == (max(c_x - bw // 2, 0), min(c_x - bw // 2 + bw, W))
+        assert 0 <= y0 <= y1 <= H and 0 <= x0 <= x1 <= W
+        assert l == pytest.approx(1 - (y1 - y0) * (x1 - x0) / (H * W), abs=1e-12)
+    assert (boxes[:, 0] == 0).any() and (boxes[:, 1] == H).any() and (boxes[:, 2] == 0).any() and (boxes[:, 3] == W).any()
+
+@pytest.mark.parametrize('centre', BORDER_CENTRES)
+@pytest.mark.parametrize('mode', MODES)
+def test_cutmix_clipped_box_pixels_and_weights(monkeypatch, centre, mode):
+    x = provenance_batch(5, 2, H, W)
+    cb = CutMix(mode=mode, seed=0)
+    fix_beta(monkeypatch, cb, .3)
+    vals = iter(centre)
+    monkeypatch.setattr(cb, 'randint', lambda hi, n: np.full(n, next(vals)))
+    mix, (xm,), _ = cb.mix_batch((x,), (torch.arange(5),))
+    check_mix(x, xm, mix)
+    y0, y1, x0, x1 = mix.geom.rects[0, 1, :4].tolist()
+    assert y0 == 0 or y1 == H or x0 == 0 or x1 == W  # the box was clipped at a border
+    assert (mix.weights[:, 1] < 1 - .3).all()  # so the partner's share is below 1−λ
+
+
+@pytest.mark.parametrize('method,mode', CASES)
+def test_p1_mixes_every_batch_and_image(monkeypatch, method, mode):
+    x = provenance_batch(8, 3, 8, 8)
+    cb = MIXERS[method](p=1., mode=mode, seed=0)
+    fix_beta(monkeypatch, cb, .5)  # λ = 0.5: a mixed image has no weight of 1
+    for _ in range(20):
+        mix, (xm,), _ = cb.mix_batch((x,), (torch.arange(8),))
+        assert mix is not None
+        assert (mix.weights.max(1).values < 1).all()  # no image was left out
+        check_mix(x, xm, mix)
