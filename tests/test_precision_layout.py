@@ -9,7 +9,7 @@ from fastmix.core import *
 from fastmix.geometry import *
 from fastmix.testing import *
 from fastmix.mixers import MIXERS
-from helpers import CASES, batch, synth_dls, synth_learner
+from helpers import CASES, INPUT_MIXERS, batch, synth_dls, synth_learner
 from fastmix.demo import small_cnn
 
 @pytest.mark.parametrize('method,mode', CASES)
@@ -47,7 +47,7 @@ class CpuAutocast(Callback):
     def after_loss(self): self.ac.__exit__(None, None, None)
     def after_cancel_batch(self): self.ac.__exit__(None, None, None)
 
-@pytest.mark.parametrize('method', MIXERS)
+@pytest.mark.parametrize('method', INPUT_MIXERS)
 @pytest.mark.parametrize('order', [-1, 10], ids=['mix-inside-autocast', 'autocast-after-mix'])
 def test_learner_bf16_autocast_loss_matches_fp32(method, order):
     cb = MIXERS[method](seed=0)
