@@ -3,7 +3,7 @@ import pickle, torch, pytest
 from fastai.basics import *
 from fastmix.all import *
 from fastmix.core import *
-from helpers import *
+from helpers import synth_learner
 
 def mixes_of_a_fit(make, epochs=2, **kw):
     "The (idx, weights) of every training batch of a fit"
