@@ -1,4 +1,5 @@
-"""What `bench_mix.py` times: fastmix (every mixer of `fastmix.mixers.MIXERS`, in both modes), its peers (fastai 2.8,
+"""What `bench_mix.py` times: fastmix (every mixer of `fastmix.mixers.MIXERS`, in both modes; in the mix part those
+that mix the input batch), its peers (fastai 2.8,
 timm, torchvision v2, kornia) and the memory floors, for the three parts of the benchmark.
 
 A contender `C` is a name, a group (what it is compared with: the same method and mode), a kind (`floor`, `info`,
@@ -93,11 +94,12 @@ def floors()->list:
 def _add(cs, name, group, kind, make): cs.append(C(name, group, kind, make, FLOOR_OF.get(group, 'copy floor')))
 
 def fastmix_mix_contenders()->list:
-    "Every fastmix mixer in both modes: the callback's training path (in place), through `before_batch`"
+    "Every fastmix mixer that mixes the input batch, in both modes: the callback's training path (in place), through `before_batch`"
     from fastmix.mixers import MIXERS
     cs = []
     runs = [(label, m, {}) for label, m in mixers()] + [(label, MIXERS[n], kw) for label, (n, kw) in VARIANTS_OF.items()]
     for label, m, kw in runs:
+        if m.cls.mixes_input is not True: continue  # it mixes hidden activations (ManifoldMixUp): timed end to end only
         for mode in MODES:
             _add(cs, f'fastmix {label}({mode})', f'{label}/{mode}', 'fastmix',
                  lambda x, y, m=m, mode=mode, kw=kw: callback_driver(m(mode=mode, seed=0, **kw), y))

@@ -141,10 +141,10 @@ def mixers()->dict:
 
 def canonical(name:str)->str:
     "The study's label of a method named by its label or its `MIXERS` name, in any case ('cutmix' → 'CutMix')"
-    labels = ['baseline', *mixers()]
-    if name.lower() not in {k.lower() for k in labels}:
-        raise SystemExit(f"unknown method {name!r}: choose from {', '.join(labels)}")
-    return next(k for k in labels if k.lower() == name.lower())
+    from fastmix.mixers import MIXERS
+    names = {'baseline': 'baseline'} | {k.lower(): k for k in mixers()} | {k.lower(): m.cls.__name__ for k, m in MIXERS.items()}
+    if name.lower() not in names: raise SystemExit(f"unknown method {name!r}: choose from {', '.join(['baseline', *mixers()])}")
+    return names[name.lower()]
 
 def methods(sel=None):
     "label → factory(seed) of the callback (None for the baseline): the baseline and every mixer of `MIXERS`"
@@ -343,7 +343,7 @@ def run_reusing(jobs:list, a, log:Path)->tuple:
                 reused=sorted({j[0] for j in jobs if run_key(j) in have}), trained=sorted({j[0] for j in todo}))
     if check:
         o, c = have[run_key(check)], done[0]
-        info['check'] = dict(method=check[0], seed=check[1], **{f'{k}_{w}': r[k] for k in ('test_err', 'test_nll')
+        info['check'] = dict(method=check[0], seed=check[1], **{f'{k}_{w}': r[k] for k in ('test_err', 'test_nll', 'cpu_s')
                              for w, r in (('saved', o), ('again', c))}, identical=o['epoch_err'] == c['epoch_err'])
     return [new.get(run_key(j)) or have[run_key(j)] for j in jobs], info
 
@@ -523,7 +523,20 @@ def report(res:dict, out:Path):
            *[f"- {', '.join(d['methods'])} added on {d['date']} by `{d['command']}` (same protocol and seeds, commit "
              f"{d['machine']['git_commit'] or '?'}, {d['jobs']} run(s) at a time): their runs are paired with the "
              "baseline runs above" + (f"; {d['baseline_check']}" if d.get('baseline_check') else '') for d in res.get('added', [])],
-           '- plots: `quality_error.png` (test error per epoch), `quality_reliability.png` (reliability diagram)', '']
+           '- plots: `quality_error.png` (test error per epoch), `quality_reliability.png` (reliability diagram)']
+    if res.get('reuse'):
+        u = res['reuse']
+        md += [f"- runs of {', '.join(u['reused'])} reused from `{u['source']}` ({u['date']}, commit {u['git_commit']}); "
+               f"trained now: {', '.join(u['trained']) or 'none'}; the machine, software and wall time above are this "
+               "invocation's, the CPU time counts every run"]
+        if 'check' in u:
+            c = u['check']
+            md += [f"- reuse check: {c['method']} seed {c['seed']} trained again: test error {100*c['test_err_again']:.2f}% "
+                   f"(saved {100*c['test_err_saved']:.2f}%), NLL {c['test_nll_again']:.4f} (saved {c['test_nll_saved']:.4f}): "
+                   + ('identical at every epoch' if c['identical'] else '**not identical**: the reused runs are not exactly comparable')
+                   + (f"; its CPU time {c['cpu_s_again']:.0f} s against {c['cpu_s_saved']:.0f} s saved: time columns compare only "
+                      "runs of the same invocation" if 'cpu_s_again' in c else '')]
+    md += ['']
     (out/'quality.md').write_text('\n'.join(md))
     print('\n'.join(md))
     print(f"wrote {out/'quality.json'}, {out/'quality.md'}, {out/'quality_error.png'}, {out/'quality_reliability.png'}")

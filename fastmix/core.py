@@ -93,11 +93,25 @@ def mixed_loss(
 # %% ../nbs/40_core.ipynb #afdd7140
 _modes = ('batch', 'sample')
 
-def _is_spatial(t, hw): return isinstance(t, Tensor) and t.ndim >= 3 and tuple(t.shape[-2:]) == hw
+def _space(x:Tensor)->tuple:
+    "Spatial size of a batch (B, C, *space): (L,) for signals, (H, W) for images, (D, H, W) for volumes; () below 3 dims"
+    return tuple(x.shape[2:])
+
+_SHAPES = {1: '(B, C, L)', 2: '(B, C, H, W)', 3: '(B, C, D, H, W)'}
+def _shapes(dims)->str:
+    "'(B, C, L), (B, C, H, W) or (B, C, D, H, W)' for `dims` (1, 2, 3)"
+    names = [_SHAPES[d] for d in sorted(dims)]
+    return ' or '.join(names) if len(names) < 3 else ', '.join(names[:-1]) + ' or ' + names[-1]
+
+def _is_spatial(t, sp:tuple)->bool:
+    "Is `t` a map over the positions of space `sp` (a label map (B, *space), or (B, C, *space))?"
+    return isinstance(t, Tensor) and len(sp) > 0 and t.ndim > len(sp) and tuple(t.shape[t.ndim-len(sp):]) == sp
 
 class MixHandler(Callback):
     "Base class of the batch-mixing callbacks: sampling, pairing, probability, schedules and the mixed loss"
-    run_valid,order,image_only = False,0,True
+    run_valid,order = False,0
+    image_only = True  # the method cuts space: its batches are (B, C, *space)
+    space_dims = (2,)  # the numbers of spatial axes it can cut: images; `CutMix` and `RICAP` also signals (1) and volumes (3)
     mixes_input = True  # False while a subclass mixes something other than the input batch (whose dtype is then free)
     def __init__(self,
         p:float=1., # Probability that a batch (mode 'batch') or an image (mode 'sample') is mixed; number or schedule
@@ -151,10 +165,10 @@ class MixHandler(Callback):
         if self.off_pct and pct is not None and pct >= 1 - self.off_pct: return False
         return True
 
-    def follows(self, t, x, hw)->bool:
-        "Does input `t` get the pixel geometry? Float images of the same H×W; for blends of non-images, tensors shaped like `x`"
+    def follows(self, t, x, sp)->bool:
+        "Does input `t` get the geometry? Float tensors with the dims and spatial size `sp` of `x`; for flat batches, tensors shaped like `x`"
         if not isinstance(t, Tensor) or not t.is_floating_point(): return False
-        if self.image_only or x.ndim == 4: return t.ndim == 4 and tuple(t.shape[-2:]) == hw
+        if sp: return t.ndim == x.ndim and tuple(t.shape[2:]) == sp
         return t.shape == x.shape
 
     def can_overwrite(self, t)->bool:
@@ -164,8 +178,9 @@ class MixHandler(Callback):
     def check_batch(self, x, yb, xb=()):
         "Errors for batches no method can mix"
         if not isinstance(x, Tensor): raise TypeError(f"the input batch must be a Tensor, got {type(x).__name__}")
-        if self.image_only and x.ndim != 4:
-            raise ValueError(f"{type(self).__name__} mixes image batches of shape (B, C, H, W), got shape {tuple(x.shape)}")
+        if self.image_only and x.ndim - 2 not in self.space_dims:
+            what = 'image batches' if tuple(self.space_dims) == (2,) else 'batches'
+            raise ValueError(f"{type(self).__name__} mixes {what} of shape {_shapes(self.space_dims)}, got shape {tuple(x.shape)}")
         if x.ndim < 1: raise ValueError(f"the input batch must have a batch dimension, got shape {tuple(x.shape)}")
         if self.mixes_input and not x.is_floating_point():
             raise TypeError(f"the input batch must be a float tensor, got dtype {x.dtype}: convert images to float "
@@ -191,14 +206,14 @@ class MixHandler(Callback):
             if not self.rng.random() < p: return None, xb, yb
             on = None
         mix = self.draw(x, on)
-        hw = tuple(x.shape[-2:])
+        sp = _space(x)
         app = lambda t, inplace=False: mix.geom.apply(t, inplace=inplace and self.can_overwrite(t), scratch=self.scratch)
-        xb = tuple(app(t, inplace) if self.follows(t, x, hw) else t for t in xb)
+        xb = tuple(app(t, inplace) if self.follows(t, x, sp) else t for t in xb)
         # a target is cut like the pixels (masks), blended by weight (multi-hot, regression), or left to the loss
-        if mix.geom.cuts is None and any(_is_spatial(y, hw) for y in yb):  # some images blended, some cut
+        if mix.geom.cuts is None and any(_is_spatial(y, sp) for y in yb):  # some images blended, some cut
             raise ValueError(f"{type(self).__name__}: per-sample switching between blending (MixUp) and cutting "
                              "mixers can't mix segmentation masks; use mode='batch'")
-        cut = [bool(mix.geom.cuts) and _is_spatial(y, hw) for y in yb]
+        cut = [bool(mix.geom.cuts) and _is_spatial(y, sp) for y in yb]
         mix.in_loss = tuple(not c and isinstance(y, Tensor) and not y.is_floating_point() for c, y in zip(cut, yb))
         def target(y, cut, in_loss):
             if cut: return app(y)  # a mask: cut and pasted like the pixels

@@ -16,43 +16,45 @@ __all__ = ['minmax_boxes', 'CutMix']
 
 # %% ../nbs/02_cutmix.ipynb #a7991e99
 def minmax_boxes(
-    fh:np.ndarray, fw:np.ndarray, # (n,) box sides as fractions of H and W, drawn uniformly in `minmax`
-    oy:np.ndarray, ox:np.ndarray, # (n,) uniform [0, 1) draws placing the box among the positions where it fits
-    h:int, w:int, # image size
-)->tuple: # (n, 4) boxes `y0, y1, x0, x1` inside the image, and the (n,) λ = 1 − box area / (H·W)
-    "Boxes with sides `round(fh·H)` and `round(fw·W)` at a uniform position inside the image (timm's `cutmix_minmax`)"
-    bh, bw = np.floor(h * np.asarray(fh) + .5).astype(np.int64), np.floor(w * np.asarray(fw) + .5).astype(np.int64)
-    y0, x0 = np.floor(oy * (h - bh + 1)).astype(np.int64), np.floor(ox * (w - bw + 1)).astype(np.int64)
-    return np.stack([y0, y0 + bh, x0, x0 + bw], -1), 1. - bh * bw / (h * w)
+    fracs:np.ndarray, # (n, d) box sides as fractions of each spatial axis, drawn uniformly in `minmax`
+    offsets:np.ndarray, # (n, d) uniform [0, 1) draws placing the box among the positions where it fits
+    size:tuple, # (d,) spatial size: (L,), (H, W) or (D, H, W)
+)->tuple: # (n, 2·d) boxes, `lo, hi` along each axis, inside the image; and the (n,) λ = 1 − box volume / total
+    "Boxes with sides `round(frac·size)` along each axis at a uniform position inside the image (timm's `cutmix_minmax`)"
+    full = np.asarray(size, dtype=np.int64)
+    side = np.floor(full * np.asarray(fracs) + .5).astype(np.int64)
+    lo = np.floor(np.asarray(offsets) * (full - side + 1)).astype(np.int64)
+    return np.stack([lo, lo + side], -1).reshape(len(side), -1), 1. - side.prod(1) / full.prod()
 
 # %% ../nbs/02_cutmix.ipynb #de49f614
 class CutMix(MixHandler):
-    "CutMix: paste a box of area `(1−λ)·H·W` from `x[π]`, label weights the exact pixel shares (https://arxiv.org/abs/1905.04899)"
+    "CutMix: paste a box holding a `1−λ` share of the pixels from `x[π]`, label weights the exact shares (https://arxiv.org/abs/1905.04899)"
+    space_dims = (1, 2, 3)  # signals, images and volumes
     @delegates(MixHandler.__init__)
     def __init__(self,
         alpha:float=1., # α of Beta(α, α); a number or a schedule of training progress
-        minmax:tuple=None, # `(lo, hi)`: draw the box sides uniformly in these fractions of H and W instead of from λ (timm's `cutmix_minmax`)
+        minmax:tuple=None, # `(lo, hi)`: draw the box sides uniformly in these fractions of H and W (of each axis) instead of from λ (timm's `cutmix_minmax`)
         **kwargs # `p`, `mode`, `seed`, `off_epochs`, `off_pct` of `MixHandler`
     ):
         super().__init__(**kwargs)
         self.alpha = check_number('alpha', alpha, 0, lo_open=True)
         self.minmax = None if minmax is None else check_range('minmax', minmax)
 
-    def boxes(self, n:int, h:int, w:int, on):
-        "(n, 4) boxes and the (n,) corrected λ: from λ ~ Beta(α, α), or with sides uniform in `minmax`"
+    def boxes(self, n:int, size:tuple, on):
+        "(n, 2·d) boxes and the (n,) corrected λ: from λ ~ Beta(α, α), or with sides uniform in `minmax`"
         if self.minmax is not None:
             lo, hi = self.minmax
-            fh, fw = lo + (hi - lo) * self.rng.random(n), lo + (hi - lo) * self.rng.random(n)
-            if on is not None: fh = np.where(on, fh, 0.)  # an empty box
-            return minmax_boxes(fh, fw, self.rng.random(n), self.rng.random(n), h, w)
+            fracs = np.stack([lo + (hi - lo) * self.rng.random(n) for _ in size], -1)
+            if on is not None: fracs[:, 0] = np.where(on, fracs[:, 0], 0.)  # an empty box
+            return minmax_boxes(fracs, np.stack([self.rng.random(n) for _ in size], -1), size)
         lam = self.sample_beta('alpha', self.alpha, n)
         if on is not None: lam = np.where(on, lam, 1.)  # λ = 1: an empty box
-        return cutmix_boxes(lam, self.randint(h, n), self.randint(w, n), h, w)
+        return cutmix_boxes(lam, np.stack([self.randint(s, n) for s in size], -1), size)
 
     def draw(self, x, on):
-        bs, (h, w) = x.shape[0], x.shape[-2:]
+        bs, size = x.shape[0], tuple(x.shape[2:])  # (L,), (H, W) or (D, H, W)
         n = 1 if on is None else bs
-        boxes, lam = self.boxes(n, h, w, on)
+        boxes, lam = self.boxes(n, size, on)
         idx = to_device(self.pairs(bs), x.device)
         weights = to_device(np.broadcast_to(np.stack([lam, 1 - lam], -1), (bs, 2)).astype(np.float32), x.device)
-        return Mix(idx, weights, BoxPaste(idx, boxes, (h, w)))
+        return Mix(idx, weights, BoxPaste(idx, boxes, size))

@@ -31,13 +31,13 @@ class Select:
             m = (self.pick == i).view(-1, *[1] * (t.ndim - 1))
             out = gi if out is None else torch.where(m, gi, out)
         return out
-    def owner(self, h:int, w:int, dev)->Tensor:
-        "(B, H, W) layer painting each pixel: the chosen geometry's own map, 0 where it blends (previews outline it)"
-        own = torch.zeros(len(self.pick), h, w, dtype=torch.uint8, device=dev)
+    def owner(self, size:tuple, dev)->Tensor:
+        "(B, *size) layer painting each pixel: the chosen geometry's own map, 0 where it blends (previews outline it)"
+        own = torch.zeros(len(self.pick), *size, dtype=torch.uint8, device=dev)
         for i, g in enumerate(self.geoms):
             if getattr(g, 'owner', None) is None: continue
             m = self.pick == i
-            own[m] = g.owner(h, w, dev).expand(len(own), h, w)[m]
+            own[m] = g.owner(size, dev).expand(len(own), *size)[m]
         return own
 
 class MixChoice(MixHandler):
@@ -57,6 +57,8 @@ class MixChoice(MixHandler):
             raise ValueError(f"`probs` must have one probability per mixer, summing to 1, got {probs!r}")
         self.mixers,self.probs = mixers,np.asarray(probs, dtype=np.float64)
         self.image_only = any(m.image_only for m in mixers)
+        # the shapes every cutting mixer among them can cut
+        self.space_dims = tuple(sorted(set.intersection(*[set(m.space_dims) for m in mixers if m.image_only]))) if self.image_only else (1, 2, 3)
         for m in mixers: m.rng = self.rng  # one seed repeats the whole run
 
     def before_fit(self):

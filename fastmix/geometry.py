@@ -106,55 +106,63 @@ def _select(m:Tensor, a:Tensor, b:Tensor, out:Tensor)->Tensor:
 
 # %% ../nbs/41_geometry.ipynb #172a1ea2
 def gather_pixels(t:Tensor, src:Tensor)->Tensor:
-    "Output pixel `p` of image `b` is the pixel `src[b, p]` of the flattened (batch × H·W) pixels of `t`"
-    bs, (h, w) = t.shape[0], t.shape[-2:]
-    hw = h * w
-    if t.ndim == 4 and t.is_contiguous(memory_format=torch.channels_last) and t.shape[1] > 1:
+    "Output position `p` of item `b` is the position `src[b, p]` of the flattened (batch × positions) of `t`"
+    bs, n = t.shape[0], src.shape[1]  # n: positions per item (L, H·W or D·H·W), the trailing dims of `t`
+    if t.ndim == 4 and t.is_contiguous(memory_format=torch.channels_last) and t.shape[1] > 1 and n == t.shape[2] * t.shape[3]:
         # channels_last: a pixel's channels are one contiguous row, so one row gather does it
-        rows = t.permute(0, 2, 3, 1).reshape(bs * hw, -1)
-        return rows.index_select(0, src.view(-1)).view(bs, h, w, -1).permute(0, 3, 1, 2)
+        rows = t.permute(0, 2, 3, 1).reshape(bs * n, -1)
+        return rows.index_select(0, src.view(-1)).view(bs, *t.shape[2:], -1).permute(0, 3, 1, 2)
     tc = t.contiguous()
-    r = tc.numel() // (bs * hw)  # channels (or other dims) between batch and space
-    base = src + (src // hw) * ((r - 1) * hw)  # flat index of channel 0 of the source pixel
+    r = tc.numel() // (bs * n)  # channels (or other dims) between batch and space
+    base = src + (src // n) * ((r - 1) * n)  # flat index of channel 0 of the source position
     out = torch.empty_like(tc)
-    ov = out.view(bs, r, hw)
-    for c in range(r): ov[:, c] = tc.take(base + c * hw)
+    ov = out.view(bs, r, n)
+    for c in range(r): ov[:, c] = tc.take(base + c * n)
     return out
 
+def _axis_mask(r:Tensor, a:int, size:tuple, k:int)->Tensor:
+    "(n, 1.., S_a, ..1) device mask of the positions along axis `a` inside layer `k`'s span, broadcastable over `size`"
+    i = torch.arange(size[a], device=r.device)
+    m = (i >= r[:, k, 2*a, None]) & (i < r[:, k, 2*a+1, None])
+    return m.view(len(r), *[1]*a, size[a], *[1]*(len(size)-1-a))
+
 class Paste:
-    "Paint K rectangular layers, layer `k` a rigid copy of a rectangle of source `idx[k]`: the general definition"
+    "Paint K box layers, layer `k` a rigid copy of a box of source `idx[k]`: the general definition, along any spatial axes"
     cuts = True
     def __init__(self,
         idx:Tensor, # (K, B) source indices
-        rects:np.ndarray, # (n, K, 6) int: y0, y1, x0, x1 of each layer, and `sy, sx`, the source of its corner
+        rects:np.ndarray, # (n, K, 3·d) int, d spatial axes: `lo, hi` of each layer along each axis, then the source of its corner
         keep_base:bool=False, # layer 0 is the image itself, unmoved: copy only the later layers
     ):
         self.idx,self.rects,self.keep_base = idx,np.asarray(rects, dtype=np.int64),keep_base
+        self.d = self.rects.shape[-1] // 3  # spatial axes: the last `d` dims of every tensor it is applied to
         self._src = self._owner = self._rects = None
 
     def apply(self, t:Tensor, inplace:bool=False, scratch:Scratch=None)->Tensor:
-        "Paste the layers of `t`'s sources; `t` may be (B, H, W) or (B, C, H, W)"
+        "Paste the layers of `t`'s sources; `t` is (B, *space) or (B, C, *space)"
         scratch = scratch or _fresh
         return self.per_batch(t, inplace, scratch) if len(self.rects) == 1 else self.per_sample(t, inplace, scratch)
 
     def per_batch(self, t, inplace, scratch):
-        "One set of rectangles for the whole batch: each layer is one slice copy"
-        K = self.idx.shape[0]
+        "One set of boxes for the whole batch: each layer is one slice copy"
+        K, d = self.idx.shape[0], self.d
         if self.keep_base: out,ks = (t if inplace and K == 2 else t.clone()),range(1, K)
         else: out,ks = (scratch('out', t) if inplace else torch.empty_like(t)),range(K)
         for k in ks:
-            y0, y1, x0, x1, sy, sx = self.rects[0, k].tolist()
-            if y1 <= y0 or x1 <= x0: continue
-            src = t[..., sy:sy+y1-y0, sx:sx+x1-x0]
+            r = self.rects[0, k].tolist()
+            lo, hi, s = r[0:2*d:2], r[1:2*d:2], r[2*d:]
+            if any(b <= a for a, b in zip(lo, hi)): continue
+            dst = (..., *map(slice, lo, hi))
+            src = t[(..., *[slice(c, c + b - a) for c, a, b in zip(s, lo, hi)])]
             # into a new output the crops go straight in; in place the box is copied out first (it may overlap)
-            if out is t: out[..., y0:y1, x0:x1] = torch.index_select(src, 0, self.idx[k], out=scratch('box', src, src.shape))
-            else: torch.index_select(src, 0, self.idx[k], out=out[..., y0:y1, x0:x1])
+            if out is t: out[dst] = torch.index_select(src, 0, self.idx[k], out=scratch('box', src, src.shape))
+            else: torch.index_select(src, 0, self.idx[k], out=out[dst])
         if inplace and out is not t: scratch.adopt('out', t)
         return out
 
     def per_sample(self, t, inplace, scratch):
-        "Rectangles per image: every output pixel gathered from its source (subclasses with a known layout do better)"
-        out = gather_pixels(t, self.source_map(*t.shape[-2:], t.device))
+        "Boxes per image: every output position gathered from its source (subclasses with a known layout do better)"
+        out = gather_pixels(t, self.source_map(t.shape[t.ndim-self.d:], t.device))
         return t.copy_(out) if inplace else out
 
     def rects_on(self, dev)->Tensor:
@@ -162,78 +170,87 @@ class Paste:
         if self._rects is None: self._rects = to_device(self.rects, dev)
         return self._rects
 
-    def owner(self, h:int, w:int, dev)->Tensor:
-        "(n, H, W) layer that paints each output pixel: the last layer whose rectangle holds it"
+    def owner(self, size:tuple, dev)->Tensor:
+        "(n, *size) layer that paints each output position: the last layer whose box holds it"
         if self._owner is None:
-            r = self.rects_on(dev)
-            rows, cols = torch.arange(h, device=dev), torch.arange(w, device=dev)
-            own = torch.zeros(len(self.rects), h, w, dtype=torch.uint8, device=dev)
+            r, size = self.rects_on(dev), tuple(size)
+            own = torch.zeros(len(self.rects), *size, dtype=torch.uint8, device=dev)
             for k in range(1, r.shape[1]):
-                inr = (rows >= r[:, k, 0, None]) & (rows < r[:, k, 1, None])
-                inc = (cols >= r[:, k, 2, None]) & (cols < r[:, k, 3, None])
-                own.masked_fill_(inr[:, :, None] & inc[:, None, :], k)
+                m = _axis_mask(r, 0, size, k)
+                for a in range(1, self.d): m = m & _axis_mask(r, a, size, k)
+                own.masked_fill_(m, k)
             self._owner = own
         return self._owner
 
-    def source_map(self, h:int, w:int, dev)->Tensor:
-        "(B, H·W) flat index, over the batch's pixels, of the source of each output pixel"
+    def source_map(self, size:tuple, dev)->Tensor:
+        "(B, N) flat index, over the batch's N = Π size positions, of the source of each output position"
         if self._src is None:
-            r = self.rects_on(dev)
-            # a layer moves pixels rigidly: source = output position + a per-(image, layer) offset
-            off = self.idx.T * (h * w) + (r[..., 4] - r[..., 0]) * w + (r[..., 5] - r[..., 2])
-            own = self.owner(h, w, dev).view(len(r), -1).long()
-            self._src = off.gather(1, own).add_(torch.arange(h * w, device=dev))
+            r, d, size = self.rects_on(dev), self.d, tuple(size)
+            n, strides = math.prod(size), [math.prod(size[a+1:]) for a in range(d)]
+            # a layer moves positions rigidly: source = output position + a per-(image, layer) offset
+            off = self.idx.T * n
+            for a in range(d): off = off + (r[..., 2*d + a] - r[..., 2*a]) * strides[a]
+            own = self.owner(size, dev).view(len(r), -1).long()
+            self._src = off.gather(1, own).add_(torch.arange(n, device=dev))
         return self._src
 
 # %% ../nbs/41_geometry.ipynb #02bc5872
+def _root(v:np.ndarray, d:int)->np.ndarray: return v if d == 1 else np.sqrt(v) if d == 2 else np.cbrt(v) if d == 3 else v ** (1 / d)
+
 def cutmix_boxes(
     lam:np.ndarray, # (n,) λ drawn from Beta(α, α)
-    cy:np.ndarray, cx:np.ndarray, # (n,) integer box centres, uniform over the image
-    h:int, w:int, # image size
-)->tuple: # (n, 4) boxes `y0, y1, x0, x1` clipped to the image, and the (n,) corrected λ
-    "Boxes with sides `√(1−λ)·H` and `√(1−λ)·W` centred at `(cy, cx)`, clipped at the borders"
-    rat = np.sqrt(1. - np.asarray(lam, dtype=np.float64))
-    bh, bw = np.floor(h * rat + .5).astype(np.int64), np.floor(w * rat + .5).astype(np.int64)
-    y0, x0 = cy - bh // 2, cx - bw // 2
-    boxes = np.stack([np.clip(y0, 0, h), np.clip(y0 + bh, 0, h), np.clip(x0, 0, w), np.clip(x0 + bw, 0, w)], -1)
-    return boxes, 1. - (boxes[:, 1] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 2]) / (h * w)
+    centres:np.ndarray, # (n, d) integer box centres, uniform over the extent of each spatial axis
+    size:tuple, # (d,) spatial size: (L,), (H, W) or (D, H, W)
+)->tuple: # (n, 2·d) boxes, `lo, hi` along each axis, clipped; and the (n,) corrected λ
+    "Boxes whose side along every axis is `(1−λ)^(1/d)` of it (a `1−λ` share of the positions), centred at `centres`, clipped"
+    size, centres = np.asarray(size, dtype=np.int64), np.asarray(centres, dtype=np.int64).reshape(len(lam), -1)
+    side = np.floor(size * _root(1. - np.asarray(lam, dtype=np.float64), len(size))[:, None] + .5).astype(np.int64)
+    lo = centres - side // 2
+    boxes = np.stack([np.clip(lo, 0, size), np.clip(lo + side, 0, size)], -1).reshape(len(lam), -1)
+    return boxes, 1. - (boxes[:, 1::2] - boxes[:, 0::2]).prod(1) / size.prod()
 
 # %% ../nbs/41_geometry.ipynb #a711c326
 class BoxPaste(Paste):
     "CutMix's geometry: each image keeps its pixels but a box, which its partner fills from the same place (https://arxiv.org/abs/1905.04899)"
     def __init__(self,
         idx:Tensor, # (2, B): the images themselves, then their partners
-        boxes:np.ndarray, # (n, 4) int `y0, y1, x0, x1`: one box for the batch (n = 1) or one per image (n = B)
-        size:tuple, # (H, W) of the images
+        boxes:np.ndarray, # (n, 2·d) int, `lo, hi` along each spatial axis: one box for the batch (n = 1) or one per image (n = B)
+        size:tuple, # the spatial size: (L,), (H, W) or (D, H, W)
     ):
-        boxes = np.asarray(boxes, dtype=np.int64)
-        rects = np.zeros((len(boxes), 2, 6), dtype=np.int64)
-        rects[:, 0, :4] = 0, size[0], 0, size[1]
-        rects[:, 1, :4], rects[:, 1, 4:] = boxes, boxes[:, [0, 2]]
+        boxes, d = np.asarray(boxes, dtype=np.int64), len(size)
+        rects = np.zeros((len(boxes), 2, 3 * d), dtype=np.int64)
+        rects[:, 0, 1:2*d:2] = size
+        rects[:, 1, :2*d], rects[:, 1, 2*d:] = boxes, boxes[:, 0::2]
         super().__init__(idx, rects, keep_base=True)
 
     def per_sample(self, t, inplace, scratch):
-        "The partners gathered whole, then blended in with a 0/1 box mask: whole images move, no per-pixel indices"
-        (h, w), box = t.shape[-2:], self.rects[:, 1]
-        rows, cols = (_mask_like(_span(box[:, a], box[:, a+1], n), t) for a, n in ((0, h), (2, w)))
-        m = torch.mul(rows[:, :, None], cols[:, None, :], out=scratch('mask', rows, (len(box), h, w)))
+        "The partners gathered whole, then blended in with a 0/1 box mask: whole images move, no per-position indices"
+        d, box = self.d, self.rects[:, 1]
+        size = t.shape[t.ndim-d:]
+        spans = [_mask_like(_span(box[:, 2*a], box[:, 2*a+1], n), t) for a, n in enumerate(size)]
+        m = spans[0]  # the box's mask: the outer product of its spans along the axes
+        for a in range(1, d):
+            last = scratch('mask', m, (len(box), *size)) if a == d - 1 else None
+            m = torch.mul(m.unsqueeze(-1), spans[a].view(len(box), *[1]*a, -1), out=last)
         partners = take_images(t, self.idx[1], scratch('partners', t))
-        return _select(m.view(t.shape[0], *[1]*(t.ndim-3), h, w), t, partners, t if inplace else torch.empty_like(t))
+        return _select(m.view(t.shape[0], *[1]*(t.ndim-1-d), *size), t, partners, t if inplace else torch.empty_like(t))
 
 # %% ../nbs/41_geometry.ipynb #4c04aa82
 def ricap_rects(
-    bw:np.ndarray, bh:np.ndarray, # (n,) integer boundary point
-    oy:np.ndarray, ox:np.ndarray, # (n, 4) uniform [0, 1) draws placing each crop in its source
-    h:int, w:int, # image size
-)->tuple: # (n, 4, 6) rects for `Paste`, and (n, 4) label weights: the tile areas over H·W
-    "The four RICAP tiles split at `(bw, bh)`, each a crop at a uniform position in its source"
-    bw, bh = np.asarray(bw, dtype=np.int64), np.asarray(bh, dtype=np.int64)
-    z, H, W = np.zeros_like(bw), np.full_like(bw, h), np.full_like(bw, w)
-    y0, y1 = np.stack([z, z, bh, bh], -1), np.stack([bh, bh, H, H], -1)
-    x0, x1 = np.stack([z, bw, z, bw], -1), np.stack([bw, W, bw, W], -1)
-    th, tw = y1 - y0, x1 - x0
-    sy, sx = np.floor(oy * (h - th + 1)).astype(np.int64), np.floor(ox * (w - tw + 1)).astype(np.int64)
-    return np.stack([y0, y1, x0, x1, sy, sx], -1), th * tw / (h * w)
+    split:np.ndarray, # (n, d) integer boundary point, one coordinate per spatial axis
+    offsets:np.ndarray, # (d, n, 2^d) uniform [0, 1) draws placing each crop in its source, per axis
+    size:tuple, # (d,) spatial size: (L,), (H, W) or (D, H, W)
+)->tuple: # (n, 2^d, 3·d) rects for `Paste`, and (n, 2^d) label weights: the tile volumes over the whole
+    "The 2^d RICAP tiles split at `split` (2 segments, 4 tiles, 8 blocks), each a crop at a uniform position in its source"
+    split = np.asarray(split, dtype=np.int64)
+    n, d = split.shape
+    full = np.asarray(size, dtype=np.int64)
+    after = (np.arange(2 ** d)[:, None] >> np.arange(d - 1, -1, -1)) & 1  # (2^d, d): tile k is after the split along axis a
+    lo = np.where(after, split[:, None], 0)
+    hi = np.where(after, full, split[:, None])
+    ext = hi - lo
+    src = np.floor(np.moveaxis(np.asarray(offsets), 0, -1) * (full - ext + 1)).astype(np.int64)
+    return np.concatenate([np.stack([lo, hi], -1).reshape(n, 2 ** d, 2 * d), src], -1), ext.prod(-1) / full.prod()
 
 # %% ../nbs/41_geometry.ipynb #cb6c40a4
 def _windows(flat:Tensor, starts:np.ndarray, out:Tensor)->Tensor:
@@ -261,6 +278,7 @@ class TilePaste(Paste):
 
     def per_sample(self, t, inplace, scratch):
         "Each output row is a wide and a narrow piece, each a run of one source row: one window gather per piece"
+        if self.d != 2: return super().per_sample(t, inplace, scratch)  # signals and volumes: the general gather
         if not _dense(t):
             out = self.per_sample(t.contiguous(), False, scratch)
             return t.copy_(out) if inplace else out
@@ -330,8 +348,8 @@ class MaskPaste:
         partners = take_images(t, self.idx[1], (scratch or _fresh)('partners', t))
         return _select(m.view(len(self.mask), *[1]*(t.ndim-3), h, w), t, partners, t if inplace else torch.empty_like(t))
 
-    def owner(self, h:int, w:int, dev)->Tensor:
-        "(n, H, W) uint8: 1 where the partner's pixels go, 0 where the image keeps its own"
+    def owner(self, size:tuple, dev)->Tensor:
+        "(n, H, W) uint8: 1 where the partner's pixels go, 0 where the image keeps its own (`size`: (H, W), as the mask's)"
         return self.mask_on(dev).to(torch.uint8)
 
     @property
@@ -398,9 +416,10 @@ class ResizePaste:
             out[b[:, None, None], ..., r[:, :, None], c[:, None, :]] = piece.movedim(chans, tuple(range(3, t.ndim)))
         return out
 
-    def owner(self, h:int, w:int, dev)->Tensor:
-        "(n, H, W) uint8: 1 inside the box (the partner), 0 elsewhere (the image itself)"
+    def owner(self, size:tuple, dev)->Tensor:
+        "(n, H, W) uint8: 1 inside the box (the partner), 0 elsewhere (the image itself); `size` is (H, W)"
         if self._owner is None:
+            h, w = size
             b = self.boxes
             inside = _span(b[:, 0], b[:, 1], h)[:, :, None] & _span(b[:, 2], b[:, 3], w)[:, None, :]
             self._owner = to_device(inside, dev).to(torch.uint8)

@@ -139,7 +139,7 @@ class ManifoldMixUp(MixUp):
         return self.mixed_at is None or self.choices[self.mixed_at][1] is None
     @property
     def mixes_input(self)->bool: return self.include_input or self.mixed_at is None  # so a non-float input fails at once
-    def follows(self, t, x, hw)->bool: return self.at_input and super().follows(t, x, hw)
+    def follows(self, t, x, sp)->bool: return self.at_input and super().follows(t, x, sp)
 
     def blend(self, module:nn.Module, out:Tensor)->Tensor:
         "`out`, the output of the chosen module, blended by the current mix"

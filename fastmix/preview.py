@@ -65,7 +65,7 @@ def mix_owner(mix:Mix|None, n:int, h:int, w:int)->Tensor|None:
     "(n, H, W) layer painting each pixel of the `n` mixed images, from the mix's geometry; None for blends"
     owner = getattr(getattr(mix, 'geom', None), 'owner', None)
     if owner is None: return None
-    return owner(h, w, mix.idx.device).cpu().expand(n, h, w)
+    return owner((h, w), mix.idx.device).cpu().expand(n, h, w)
 
 def _show_outline(own, ax, color='white', halo='black'):
     "Draw the borders between the layers of the (H, W) map `own`: a thin line with a halo, visible on any image"

@@ -16,7 +16,8 @@ __all__ = ['RICAP']
 
 # %% ../nbs/03_ricap.ipynb #ea3c3d80
 class RICAP(MixHandler):
-    "RICAP: four crops from four images tile the output, label weights the tile areas (https://arxiv.org/abs/1811.09030)"
+    "RICAP: four crops from four images tile the output (two segments, eight blocks), label weights the tile areas (https://arxiv.org/abs/1811.09030)"
+    space_dims = (1, 2, 3)  # signals, images and volumes
     @delegates(MixHandler.__init__)
     def __init__(self,
         beta:float=0.3, # β of Beta(β, β) for the boundary point; a number or a schedule of training progress
@@ -26,14 +27,14 @@ class RICAP(MixHandler):
         self.beta = check_number('beta', beta, 0, lo_open=True)
 
     def draw(self, x, on):
-        bs, (h, w) = x.shape[0], x.shape[-2:]
-        n = 1 if on is None else bs
-        bw = np.floor(w * self.sample_beta('beta', self.beta, n) + .5)
-        bh = np.floor(h * self.sample_beta('beta', self.beta, n) + .5)
-        idx = np.stack([self.perm(bs) for _ in range(4)])
+        bs, size = x.shape[0], tuple(x.shape[2:])  # (L,), (H, W) or (D, H, W)
+        n, d, K = 1 if on is None else bs, len(size), 2 ** len(size)
+        # the boundary point, drawn along the last axis first (the paper's `(w, h)`)
+        split = np.stack([np.floor(s * self.sample_beta('beta', self.beta, n) + .5) for s in size[::-1]][::-1], -1)
+        idx = np.stack([self.perm(bs) for _ in range(K)])
         if on is not None:  # an image left out is tile 0 alone: itself, whole
-            bw, bh, idx[0] = np.where(on, bw, w), np.where(on, bh, h), np.where(on, idx[0], np.arange(bs))
-        rects, wts = ricap_rects(bw, bh, self.rng.random((n, 4)), self.rng.random((n, 4)), h, w)
+            split, idx[0] = np.where(on[:, None], split, size), np.where(on, idx[0], np.arange(bs))
+        rects, wts = ricap_rects(split, self.rng.random((d, n, K)), size)
         idx_d = to_device(idx, x.device)
-        weights = to_device(np.broadcast_to(wts, (bs, 4)).astype(np.float32), x.device)
+        weights = to_device(np.broadcast_to(wts, (bs, K)).astype(np.float32), x.device)
         return Mix(idx_d, weights, TilePaste(idx_d, rects, idx))

@@ -6,21 +6,21 @@ Docs: https://fastmix.github.io/fastmix/testing.html.md"""
 
 # %% ../nbs/46_testing.ipynb #5f4672d1
 from __future__ import annotations
-import numpy as np, torch
+import math, numpy as np, torch
 from torch import Tensor
 
 # %% auto #0
 __all__ = ['provenance_batch', 'decode_provenance', 'check_weights', 'check_resized', 'check_provenance', 'check_untouched_rows']
 
 # %% ../nbs/46_testing.ipynb #55ab51ea
-def provenance_batch(bs:int, c:int, h:int, w:int, dtype=torch.float64)->Tensor:
-    "A (bs, c, h, w) batch whose every pixel holds its own flat position `(b·h + i)·w + j` (same in every channel)"
-    return torch.arange(bs*h*w, dtype=dtype).view(bs, 1, h, w).expand(bs, c, h, w).contiguous()
+def provenance_batch(bs:int, c:int, *size:int, dtype=torch.float64)->Tensor:
+    "A (bs, c, *size) batch whose every position holds its own flat index over the batch, `(b·H + i)·W + j` for images (same in every channel)"
+    return torch.arange(bs * math.prod(size), dtype=dtype).view(bs, 1, *size).expand(bs, c, *size).contiguous()
 
-def decode_provenance(x:Tensor, h:int, w:int)->tuple:
-    "Inverse of `provenance_batch`: (image, row, column) of every pixel's source"
+def decode_provenance(x:Tensor, *size:int)->tuple:
+    "Inverse of `provenance_batch`: the item, then the coordinate along each spatial axis, of every position's source (image, row, column for images)"
     v = x.round().long()
-    return v // (h*w), v // w % h, v % w
+    return (v // math.prod(size), *(v // math.prod(size[a+1:]) % size[a] for a in range(len(size))))
 
 # %% ../nbs/46_testing.ipynb #d1f151df
 def check_weights(mix, bs:int):
@@ -51,34 +51,35 @@ def check_resized(x:Tensor, xm:Tensor, mix):
             assert torch.equal(xm[n][:, y0:y1, x0:x1], ref), n
 
 def check_provenance(x:Tensor, xm:Tensor, mix):
-    """`x` is a `provenance_batch`. Cut methods: every output pixel is one source pixel (the same for all channels),
-    painted by the layer `Paste.owner` says, moved rigidly by that layer's offset, from that layer's source image;
-    the label weight of a layer is exactly its share of the pixels, and so is the summed weight of each source image.
-    Blends: the output is `Σ_k w_k · x[idx_k]`."""
-    bs, c, h, w = x.shape
+    """`x` is a `provenance_batch` (B, C, *space), 1 to 3 spatial axes. Cut methods: every output position is one source
+    position (the same for all channels), painted by the layer `Paste.owner` says, moved rigidly by that layer's offset,
+    from that layer's source item; the label weight of a layer is exactly its share of the positions, and so is the
+    summed weight of each source item. Blends: the output is `Σ_k w_k · x[idx_k]`."""
+    bs, size = x.shape[0], tuple(x.shape[2:])
     assert xm.shape == x.shape and xm.dtype == x.dtype
     check_weights(mix, bs)
     wts = mix.weights.double()
     if getattr(mix.geom, 'resized', False): return check_resized(x, xm, mix)  # interpolated, not copied: no provenance
     if not mix.geom.cuts:
-        exp = sum(wts[:, k].view(-1, 1, 1, 1) * x.double()[mix.idx[k]] for k in range(mix.K))
+        exp = sum(wts[:, k].view(-1, *[1]*(x.ndim-1)) * x.double()[mix.idx[k]] for k in range(mix.K))
         torch.testing.assert_close(xm.double(), exp, rtol=1e-6, atol=1e-6 * float(x.abs().max()))
         return
-    b, i, j = decode_provenance(xm, h, w)
-    assert (b == b[:, :1]).all() and (i == i[:, :1]).all() and (j == j[:, :1]).all()  # channels move together
-    b, i, j = b[:, 0], i[:, 0], j[:, 0]
-    assert ((b >= 0) & (b < bs) & (i >= 0) & (i < h) & (j >= 0) & (j < w)).all()
-    own = mix.geom.owner(h, w, torch.device('cpu')).long()
-    rows, cols = torch.arange(h).view(h, 1).expand(h, w), torch.arange(w).view(1, w).expand(h, w)
+    b, *pos = decode_provenance(xm, *size)
+    assert all((u == u[:, :1]).all() for u in (b, *pos))  # channels move together
+    b, pos = b[:, 0], [u[:, 0] for u in pos]
+    assert ((b >= 0) & (b < bs)).all() and all(((u >= 0) & (u < s)).all() for u, s in zip(pos, size))
+    own = mix.geom.owner(size, torch.device('cpu')).long()
+    grid = torch.meshgrid(*[torch.arange(s) for s in size], indexing='ij')  # each output position's own coordinates
+    d = len(size)
     for n in range(bs):
         o = own[min(n, len(own) - 1)]
         for k in range(mix.K):
             m = o == k
             assert abs(wts[n, k].item() - m.double().mean().item()) < 1e-6, (n, k)
             if not m.any(): continue
-            y0, y1, x0, x1, sy, sx = _rect(mix.geom, n, k).tolist()
+            r = _rect(mix.geom, n, k).tolist()
             assert (b[n][m] == mix.idx[k, n]).all(), (n, k)
-            assert ((i[n] - rows)[m] == sy - y0).all() and ((j[n] - cols)[m] == sx - x0).all(), (n, k)
+            for a in range(d): assert ((pos[a][n] - grid[a])[m] == r[2*d + a] - r[2*a]).all(), (n, k, a)
         for s in mix.idx[:, n].unique().tolist():  # a source may fill several layers: its weights add up
             share = (b[n] == s).double().mean().item()
             assert abs(wts[n, mix.idx[:, n] == s].sum().item() - share) < 1e-6, (n, s)

@@ -1,5 +1,6 @@
 """What the tests share besides fixtures: every mixer and mode to parametrise over, small synthetic data, a fastai
-`Learner` on it (also used by `dist_script.py`, which runs outside pytest), and the exact check of any mix"""
+`Learner` on it (also used by `dist_script.py`, which runs outside pytest), the exact check of any mix, and every way
+a fit can end early"""
 import numpy as np, torch
 from fastai.basics import *
 from fastai.vision.all import *
@@ -57,3 +58,17 @@ def synth_learner(cbs=None, loss_func=None, seed=0, bs=8, **kw):
     "fastmix's small CNN on `synth_dls`, seeded"
     set_seed(seed, reproducible=True)
     return Learner(synth_dls(bs=bs, seed=seed), small_cnn(3, 3), loss_func=loss_func or CrossEntropyLossFlat(), cbs=cbs, **kw)
+
+class Boom(Exception): "An error inside training that is not one of fastai's cancellations"
+
+class RaiseAt(Callback):
+    "Raise `exc` at the `at`-th training `event` (order 50: after the mixer's part of that event)"
+    order = 50
+    def __init__(self, exc, event='after_pred', at=2): self.exc,self.event,self.at,self.n = exc,event,at,0
+    def __call__(self, event_name):
+        if event_name == self.event and self.training:
+            self.n += 1
+            if self.n == self.at: raise self.exc
+        super().__call__(event_name)
+
+ENDINGS = [CancelFitException, CancelEpochException, CancelTrainException, CancelBatchException, Boom, KeyboardInterrupt]  # every way a fit can end early

@@ -65,14 +65,23 @@ def test_p_schedule_going_out_of_range_fails_at_first_batch(method):
         MIXERS[method](p=lambda pct: 2., seed=0).mix_batch((x,), (y,))
 
 IMAGE_ONLY = [m for m in MIXERS if MIXERS[m].cls.image_only]  # the cut methods (and choices among them)
+SHAPES = {1: r'\(B, C, L\)', 2: r'\(B, C, H, W\)', 3: r'\(B, C, D, H, W\)'}
+BAD_SHAPES = [(m, s) for m in IMAGE_ONLY for s in [(4, 8, 8), (4, 3), (4,), (4, 1, 3, 8, 8), (4, 1, 3, 8, 8, 2)]
+              if len(s) - 2 not in MIXERS[m](seed=0).space_dims]
 
-@pytest.mark.parametrize('method', IMAGE_ONLY)
-@pytest.mark.parametrize('shape', [(4, 8, 8), (4, 3), (4, 1, 3, 8, 8)])
-def test_non_4d_batch_for_cut_methods(method, shape):
-    x = torch.randn(shape)
-    name = MIXERS[method].cls.__name__
-    with pytest.raises(ValueError, match=rf"{name} mixes image batches of shape \(B, C, H, W\), got shape {re.escape(str(tuple(shape)))}$"):
-        MIXERS[method](seed=0).mix_batch((x,), (torch.arange(4),))
+@pytest.mark.parametrize('method,shape', BAD_SHAPES)
+def test_batch_without_the_spatial_axes_a_method_cuts(method, shape):
+    "Image-only methods refuse signals and volumes; CutMix, RICAP (and CutMixUp) take them but refuse tables and 6-D"
+    cb = MIXERS[method](seed=0)
+    dims = sorted(cb.space_dims)
+    expect = ('image batches of shape ' + SHAPES[2] if dims == [2] else
+              'batches of shape ' + ', '.join(SHAPES[d] for d in dims[:-1]) + ' or ' + SHAPES[dims[-1]])
+    with pytest.raises(ValueError, match=rf"{MIXERS[method].cls.__name__} mixes {expect}, got shape {re.escape(str(tuple(shape)))}$"):
+        cb.mix_batch((torch.randn(shape),), (torch.arange(4),))
+
+def test_which_methods_cut_signals_and_volumes():
+    assert {m for m in IMAGE_ONLY if MIXERS[m](seed=0).space_dims == (1, 2, 3)} >= {'cutmix', 'ricap', 'cutmixup'}
+    assert all(MIXERS[m](seed=0).space_dims == (2,) for m in ('fmix', 'resizemix') if m in MIXERS)
 
 @pytest.mark.parametrize('method', MIXERS)
 @pytest.mark.parametrize('dtype', [torch.uint8, torch.int64, torch.bool])

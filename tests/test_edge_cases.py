@@ -81,7 +81,7 @@ BORDER_CENTRES = [(0, 0), (0, W - 1), (H - 1, 0), (H - 1, W - 1), (0, W // 2), (
 @pytest.mark.parametrize('lam', [0., .3, .75, .99])
 def test_cutmix_boxes_clipped_at_every_border(lam):
     cy, cx = map(np.array, zip(*BORDER_CENTRES))
-    boxes, lam2 = cutmix_boxes(np.full(len(cy), lam), cy, cx, H, W)
+    boxes, lam2 = cutmix_boxes(np.full(len(cy), lam), np.stack([cy, cx], -1), (H, W))
     bh, bw = math.floor(H * math.sqrt(1 - lam) + .5), math.floor(W * math.sqrt(1 - lam) + .5)
     for (y0, y1, x0, x1), c_y, c_x, l in zip(boxes.tolist(), cy, cx, lam2):
         # the unclipped box cut to the image

@@ -12,7 +12,7 @@ from fastmix.geometry import Scratch, gather_pixels, _windows
 def reference(geom, t):
     "The definition: a per-pixel source map built from the rectangles, one gather"
     g = Paste(geom.idx, np.repeat(geom.rects, len(t), 0) if len(geom.rects) == 1 else geom.rects, geom.keep_base)
-    return gather_pixels(t, g.source_map(*t.shape[-2:], t.device))
+    return gather_pixels(t, g.source_map(t.shape[t.ndim-g.d:], t.device))
 
 def layout(x, kind):
     if kind == 'channels_last': return x.contiguous(memory_format=torch.channels_last)

@@ -7,7 +7,7 @@ from fastmix.core import *
 from fastmix.geometry import *
 from fastmix.testing import *
 from fastmix.mixers import MIXERS
-from helpers import CASES, synth_learner
+from helpers import CASES, ENDINGS, Boom, RaiseAt, synth_learner
 
 @pytest.mark.parametrize('method,mode', CASES)
 def test_fit_validate_get_preds(method, mode):
@@ -50,19 +50,6 @@ def test_training_loss_is_the_mixed_loss(method):
     learn.fit(1, 1e-2)
     assert got and all(abs(a - b) < 1e-6 for a, b, _ in got)
     assert any(abs(a - c) > 1e-4 for a, _, c in got)  # and it is not the unmixed loss
-
-class Boom(Exception): pass
-class RaiseAt(Callback):
-    "Raise `exc` in the middle of training"
-    order = 50
-    def __init__(self, exc, event='after_pred', at=2): self.exc,self.event,self.at,self.n = exc,event,at,0
-    def __call__(self, event_name):
-        if event_name == self.event and self.training:
-            self.n += 1
-            if self.n == self.at: raise self.exc
-        super().__call__(event_name)
-
-ENDINGS = [CancelFitException, CancelEpochException, CancelTrainException, CancelBatchException, Boom, KeyboardInterrupt]
 
 @pytest.mark.parametrize('exc', ENDINGS, ids=lambda e: e.__name__)
 @pytest.mark.parametrize('method', MIXERS)

@@ -8,14 +8,8 @@ from fastmix.all import *
 from fastmix.core import *
 from fastmix.manifold import *
 from fastmix.manifold import _Inert
-from helpers import synth_dls
+from helpers import ENDINGS, Boom, RaiseAt, synth_dls
 from copy import deepcopy  # after the star imports: fastcore has a `copy` of its own
-
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 class Raiser(nn.Module):
     "Identity that raises `exc` at its `at`-th call in training mode (a failure inside the model)"
@@ -215,19 +209,6 @@ def test_lr_find_export_load_predict(tmp_path):
 # ---------------------------------------------------------------------------------------------------------------------
 # Every ending removes the hooks
 # ---------------------------------------------------------------------------------------------------------------------
-class Boom(Exception): pass
-class RaiseAt(Callback):
-    "Raise `exc` at a training event (order 50: after the mixer's part of that event)"
-    order = 50
-    def __init__(self, exc, event='after_pred', at=2): self.exc,self.event,self.at,self.n = exc,event,at,0
-    def __call__(self, event_name):
-        if event_name == self.event and self.training:
-            self.n += 1
-            if self.n == self.at: raise self.exc
-        super().__call__(event_name)
-
-ENDINGS = [CancelFitException, CancelEpochException, CancelTrainException, CancelBatchException, Boom, KeyboardInterrupt]
-
 @pytest.mark.parametrize('event', ['before_batch', 'after_pred', 'after_loss'])
 @pytest.mark.parametrize('exc', ENDINGS, ids=lambda e: e.__name__)
 def test_every_ending_in_a_callback(exc, event):

@@ -18,6 +18,15 @@ hyp = settings(max_examples=40, deadline=None, suppress_health_check=[HealthChec
 def _mix(cb, x, *ys):
     return cb.mix_batch((x,), ys or (torch.arange(len(x)),))
 
+def _mix_with_masks(cls, x, mode, seed, cl, p):
+    "Mix `x` (channels last if `cl`) and a random segmentation target with `cls`; left alone both, when nothing was mixed"
+    bs, c, h, w = x.shape
+    if cl: x = x.contiguous(memory_format=torch.channels_last)
+    seg = torch.randint(0, 7, (bs, h, w), generator=torch.Generator().manual_seed(seed % 1000))
+    mix, (xm,), (segm,) = _mix(cls(mode=mode, seed=seed, p=p), x.clone(), seg)
+    if mix is None: assert torch.equal(xm, x) and torch.equal(segm, seg)
+    return x, seg, mix, xm, segm
+
 def _box(geom, n):
     b = geom.boxes
     return b[min(n, len(b) - 1)].tolist()
@@ -54,12 +63,8 @@ def check_fmix(x, xm, mix, mask_in=None, mask_out=None):
 @hyp
 @given(shape=shapes, mode=st.sampled_from(MODES), seed=st.integers(0, 2**31), cl=st.booleans(), p=st.sampled_from([1., .5]))
 def test_fmix_provenance(shape, mode, seed, cl, p):
-    bs, c, h, w = shape
-    x = provenance_batch(bs, c, h, w)
-    if cl: x = x.contiguous(memory_format=torch.channels_last)
-    seg = torch.randint(0, 7, (bs, h, w), generator=torch.Generator().manual_seed(seed % 1000))
-    mix, (xm,), (segm,) = _mix(FMix(mode=mode, seed=seed, p=p), x.clone(), seg)
-    if mix is None: assert torch.equal(xm, x) and torch.equal(segm, seg); return
+    x, seg, mix, xm, segm = _mix_with_masks(FMix, provenance_batch(*shape), mode, seed, cl, p)
+    if mix is None: return
     check_fmix(x, xm, mix, seg, segm)
     check_untouched_rows(x, xm, mix)
 
@@ -133,12 +138,9 @@ def check_resizemix(x, xm, mix, seg=None, segm=None):
 @hyp
 @given(shape=shapes, mode=st.sampled_from(MODES), seed=st.integers(0, 2**31), cl=st.booleans(), p=st.sampled_from([1., .5]))
 def test_resizemix_exact(shape, mode, seed, cl, p):
-    bs, c, h, w = shape
-    x = torch.rand(bs, c, h, w, generator=torch.Generator().manual_seed(seed % 1000))
-    if cl: x = x.contiguous(memory_format=torch.channels_last)
-    seg = torch.randint(0, 7, (bs, h, w), generator=torch.Generator().manual_seed(seed % 1000))
-    mix, (xm,), (segm,) = _mix(ResizeMix(mode=mode, seed=seed, p=p), x.clone(), seg)
-    if mix is None: assert torch.equal(xm, x) and torch.equal(segm, seg); return
+    x = torch.rand(*shape, generator=torch.Generator().manual_seed(seed % 1000))
+    x, seg, mix, xm, segm = _mix_with_masks(ResizeMix, x, mode, seed, cl, p)
+    if mix is None: return
     check_resizemix(x, xm, mix, seg, segm)
     check_untouched_rows(x, xm, mix)
 

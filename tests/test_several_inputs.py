@@ -23,7 +23,7 @@ def test_two_image_inputs_share_geometry_and_weights(method, mode, c2):
     assert x2m.shape == x2.shape
     assert not torch.equal(x2m, x2), "the second image input was left unmixed while the first was mixed"
     if mix.geom.cuts and not getattr(mix.geom, 'resized', False): assert torch.equal(x2m, xm[:, :c2] * 2 + 1)
-    else: torch.testing.assert_close(x2m, xm[:, :c2] * 2 + 1)  # a blend (or interpolation) of affine images is affine
+    else: torch.testing.assert_close(x2m, xm[:, :c2] * 2 + 1)  # a blend (or resize) of affine images is affine
 
 @pytest.mark.parametrize('method,mode', CASES)
 def test_tabular_input_is_left_alone(method, mode):
