@@ -21,6 +21,11 @@ repetition, so that drift and noise from other processes hit every contender ali
   and 4, including the one gather of the (B, K) targets that `after_loss` does) and fastai's `MixUp` loss.
 - **e2e**: the training phase of one epoch of fastmix's small CNN (`fastmix.demo.small_cnn`) on synthetic 32×32
   images through `Learner.fit`, without a mixer and with each fastai-callback mixer (fastmix, fastai).
+- **event** (issue 13): the host time of `before_batch` in real fits at 4×3×8×8 and 128×3×32×32, per batch, between
+  two callbacks that bracket every other callback (orders ±10⁶): the brackets alone, a no-op callback, every fastmix
+  mixer in both modes, fastai's MixUp and CutMix, fits interleaved; timm's batch `Mixup` called directly alongside.
+  `--baseline REV` adds the mixers of another git revision (rows `before ...`) here and in e2e: before/after in one
+  process.
 
 Peak extra memory of one call is the highest running total of the bytes torch allocates minus frees during the
 call, read from `torch.profiler` (`profile_memory=True`) on CPU and from `torch.cuda.max_memory_allocated` on
@@ -38,6 +43,7 @@ shape and thread count stops after 10 rounds once its `--budget` is spent. The t
 
     python benchmarks/bench_mix.py                 # full run (a few minutes), writes benchmarks/results/bench_cpu.{md,json}
     python benchmarks/bench_mix.py --quick --out /tmp/bench   # CI smoke test: tiny shapes, 3 repetitions, seconds
+    python benchmarks/bench_mix.py --parts event,e2e --variants default --baseline main --stem bench_event  # issue 13
 """
 from __future__ import annotations
 import argparse, json, os, shlex, sys, time
@@ -56,7 +62,8 @@ def parse_args(argv=None):
     p.add_argument('--reps', type=int, default=None, help='timed calls per contender (default 30; --quick: 3)')
     p.add_argument('--warmup', type=int, default=None, help='untimed calls per contender first (default 3; --quick: 1)')
     p.add_argument('--device', default='cpu', help="'cpu' or 'cuda' (the cuda path syncs and reads torch.cuda memory)")
-    p.add_argument('--parts', default='mix,loss,e2e', help='comma-separated subset of mix,loss,e2e')
+    p.add_argument('--parts', default='mix,loss,e2e,event', help='comma-separated subset of mix,loss,e2e,event')
+    p.add_argument('--baseline', default=None, help='also time this git revision of fastmix (rows "before ...") in e2e and event')
     p.add_argument('--variants', default=','.join(VARIANTS), help='which of default,nommap to run')
     p.add_argument('--budget', type=float, default=None,
                    help='seconds for the repetitions of one shape and thread count at 64x3x224x224 (a third for the '
@@ -94,7 +101,7 @@ def main(argv=None):
     recs = report.merge(results)
     target_shape = runner.QUICK_SHAPE if a.quick else runner.TARGET_SHAPE
     loss_size = (64, 1000) if not a.quick else (16, N_CLS)
-    checks = report.targets(recs, a.variants, target_shape, loss_size)
+    checks = report.targets(recs, a.variants, target_shape, loss_size) + report.event_checks(recs, a.variants)
     m = report.machine()
     m.update(threads=a.threads, device=a.device, reps=a.reps, warmup=a.warmup, wall_seconds=round(time.time() - t0, 1),
              loadavg_at_end=open('/proc/loadavg').read().split()[:3] if os.path.exists('/proc/loadavg') else None)

@@ -16,7 +16,7 @@ A contender `C` is a name, a group (what it is compared with: the same method an
   `Learner.fit` (`make_learner`), without a mixer and with each fastai-callback mixer.
 """
 from __future__ import annotations
-import math
+import math, time
 import torch, torch.nn.functional as F
 
 N_CLS = 10
@@ -178,14 +178,64 @@ def loss_contenders()->list:
     cs.append(C('fastai MixUp loss (K=2)', 'loss K=2', 'peer', fai, 'F.cross_entropy'))
     return cs
 
-def e2e_contenders()->list:
-    "No mixing, every fastmix mixer in both modes, fastai's MixUp and CutMix: `make()` returns the callback"
+def e2e_contenders(baseline=None)->list:
+    "No mixing, every fastmix mixer in both modes (and `baseline`'s), fastai's MixUp and CutMix: `make()` returns the callback"
     import fastai.callback.mixup as fa
     cs = [C('no mixing', 'e2e', 'floor', lambda: None)]
-    for label, m in mixers():
-        for mode in MODES:
-            cs.append(C(f'fastmix {label}({mode})', f'e2e {label}/{mode}', 'fastmix',
-                        lambda m=m, mode=mode: m(mode=mode, seed=0), 'no mixing'))
+    for pre, kind, ms in [('fastmix', 'fastmix', mixers())] + ([('before', 'baseline', baseline_mixers(baseline))] if baseline else []):
+        for label, m in ms:
+            for mode in MODES:
+                cs.append(C(f'{pre} {label}({mode})', f'e2e {label}/{mode}', kind,
+                            lambda m=m, mode=mode: m(mode=mode, seed=0), 'no mixing'))
     cs.append(C('fastai MixUp', 'e2e MixUp/sample', 'peer', lambda: fa.MixUp(.4), 'no mixing'))
     cs.append(C('fastai CutMix', 'e2e CutMix/batch', 'peer', lambda: fa.CutMix(1.), 'no mixing'))
     return cs
+
+# -- the event path (issue 13): host overhead of each callback's `before_batch` inside a real fit --------------------
+
+def bracket_callbacks():
+    """Two callbacks around every other callback's `before_batch` (orders −10⁶ and 10⁶): per batch, the wall ns between
+    them (`ts`) and this thread's CPU ns (`cpu`, which leaves out the time the process waits for a core)"""
+    from fastai.basics import Callback
+    class Open(Callback):
+        order = -10**6
+        def before_batch(self): self.learn.bracket_t0 = time.perf_counter_ns(), time.thread_time_ns()
+    class Close(Callback):
+        order = 10**6
+        def __init__(self): self.ts, self.cpu = [], []
+        def before_batch(self):
+            t, c = time.perf_counter_ns(), time.thread_time_ns()
+            self.ts.append(t - self.learn.bracket_t0[0]); self.cpu.append(c - self.learn.bracket_t0[1])
+    return Open(), Close()
+
+def noop_callback():
+    "A callback whose `before_batch` does nothing: what any callback costs in the bracket"
+    from fastai.basics import Callback
+    class NoOp(Callback):
+        def before_batch(self): pass
+    return NoOp()
+
+def baseline_mixers(pkg)->list:
+    "(label, `Mixer`) of every mixer of another fastmix revision `pkg` (a package module), for before/after rows"
+    return [(m.cls.__name__, m) for m in pkg.mixers.MIXERS.values()]
+
+def event_contenders(baseline=None)->list:
+    """The event part: `make()` returns the callback put between the brackets (None: the brackets alone). fastmix's
+    mixers in both modes, fastai's MixUp and CutMix, a no-op callback; with `baseline` (another fastmix revision, see
+    `runner.baseline_package`), its mixers too, as kind `baseline`. timm's batch `Mixup` is timed apart (called directly)."""
+    import fastai.callback.mixup as fa
+    cs = [C('brackets alone', 'event', 'floor', lambda: None), C('no-op callback', 'event', 'floor', noop_callback)]
+    for pre, kind, ms in [('fastmix', 'fastmix', mixers())] + ([('before', 'baseline', baseline_mixers(baseline))] if baseline else []):
+        for label, m in ms:
+            for mode in MODES:
+                cs.append(C(f'{pre} {label}({mode})', f'event {label}/{mode}', kind, lambda m=m, mode=mode: m(mode=mode, seed=0), 'no-op callback'))
+    cs.append(C('fastai MixUp', 'event MixUp/sample', 'peer', lambda: fa.MixUp(.4), 'no-op callback'))
+    cs.append(C('fastai CutMix', 'event CutMix/batch', 'peer', lambda: fa.CutMix(1.), 'no-op callback'))
+    return cs
+
+def timm_batch_mixup(y):
+    "timm's batch `Mixup` (MixUp only, as its docs call it) on the targets `y`: `fn(x)` mixes a batch; None without timm"
+    try: from timm.data import Mixup as TimmMixup
+    except ImportError: return None
+    m = TimmMixup(mixup_alpha=.4, cutmix_alpha=0., prob=1., mode='batch', label_smoothing=0., num_classes=N_CLS)
+    return lambda x: m(x, y)

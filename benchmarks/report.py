@@ -8,7 +8,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = ('default', 'nommap')
-KIND_ORDER = ('floor', 'info', 'fastmix', 'peer')
+KIND_ORDER = ('floor', 'info', 'fastmix', 'baseline', 'peer')
 # Targets at the target shape: (label, fastmix contender, floor, limit)
 MIX_TARGETS = [('MixUp(batch) ≤ 1.5× lerp floor', 'fastmix MixUp(batch)', 'lerp floor', 1.5),
                ('MixUp(sample) ≤ 1.5× lerp floor', 'fastmix MixUp(sample)', 'lerp floor', 1.5),
@@ -17,6 +17,11 @@ MIX_TARGETS = [('MixUp(batch) ≤ 1.5× lerp floor', 'fastmix MixUp(batch)', 'le
                ('CutMix(sample) ≤ 3× copy floor', 'fastmix CutMix(sample)', 'copy floor', 3.),
                ('RICAP(sample) ≤ 3× copy floor', 'fastmix RICAP(sample)', 'copy floor', 3.)]
 LOSS_TARGETS = ((2, 1.3), (4, 1.6))  # mixed loss with K sources: at most this many times a plain cross-entropy
+# Issue 13, the event path: µs over the no-op callback at 4×3×8×8 (per-batch MixUp, CutMix, RICAP; the rest);
+# at 128×3×32×32 every per-batch mixer's overhead ≤ timm's batch `Mixup` called directly and ≤ 0.5× fastai's callbacks
+EVENT_SMALL, EVENT_LIMITS = (4, 3, 8, 8), (50., 100.)
+EVENT_MID, EVENT_NAMED = (128, 3, 32, 32), ('MixUp', 'CutMix', 'RICAP', 'CutMixUp')
+E2E_LIMIT = 1.03  # an epoch of the small CNN at 32×32 with mixing, at most this many times without
 
 def _version(mod):
     try: return __import__(mod).__version__
@@ -48,7 +53,7 @@ def stats(ts):
     if not ts: return None
     a = np.asarray(ts, dtype=np.float64) / 1e6
     q = np.percentile(a, [10, 25, 50, 75, 90])
-    return dict(n=len(a), median=q[2], p10=q[0], p25=q[1], p75=q[3], p90=q[4], min=a.min(), max=a.max())
+    return dict(n=len(a), median=q[2], mean=a.mean(), p10=q[0], p25=q[1], p75=q[3], p90=q[4], min=a.min(), max=a.max())
 
 def key(r): return (r['part'], tuple(r['shape']), r['threads'], r['name'])
 
@@ -63,6 +68,7 @@ def merge(results):
                 recs[k]['peak_bytes'] = None; order.append(k)
             if r['peak_bytes'] is not None: recs[k]['peak_bytes'] = r['peak_bytes']
             recs[k][res['variant']] = stats(r['times_ns'])
+            if r.get('cpu_ns'): recs[k][res['variant']]['cpu'] = stats(r['cpu_ns'])
     # ratio to the relevant floor and to fastmix (same part, shape, threads, group)
     for k in order:
         rec = recs[k]
@@ -78,12 +84,15 @@ def merge(results):
 
 def group_order(mixer_groups:list)->list:
     "Rows of a part, shape and thread count: floors, info, the mixers' groups in `MIXERS` order, the losses (e2e last)"
-    return ['floor', 'info'] + list(mixer_groups) + ['loss', 'loss K=2', 'loss K=4']
+    return (['floor', 'info'] + list(mixer_groups) + ['loss', 'loss K=2', 'loss K=4', 'event']
+            + [f'event {g}' for g in mixer_groups] + ['event timm'])
 
 def sort_key(rec, groups:list):
     g = rec['group']
     gi = groups.index(g) if g in groups else 1000 + (0 if g == 'e2e' else 1)
-    return (('mix', 'loss', 'e2e').index(rec['part']), math.prod(rec['shape']), rec['threads'], gi, KIND_ORDER.index(rec['kind']))
+    return (PARTS.index(rec['part']), math.prod(rec['shape']), rec['threads'], gi, KIND_ORDER.index(rec['kind']))
+
+PARTS = ('mix', 'loss', 'e2e', 'event')
 
 def fmt(v, nd=3):
     if v is None: return '–'
@@ -141,6 +150,64 @@ def targets(recs, variants, target_shape, loss_size):
                 out.append(dict(target=f'mixed loss K={K} fwd+bwd ≤ {lim}× plain CE', where=cell, value=a / b, limit=lim, ok=a / b <= lim))
     return out
 
+TIMM_DIRECT = 'timm Mixup(batch) called directly'
+
+def _get(s, stat): return s['cpu']['mean'] if stat == 'cpu mean' else s[stat]
+
+def _over_noop(by, shape, thr, name, v, stat='median'):
+    "µs that contender `name` adds to the event bracket over the no-op callback (a direct call: its own time)"
+    r, z = by.get(('event', tuple(shape), thr, name)), by.get(('event', tuple(shape), thr, 'no-op callback'))
+    if not (r and r.get(v)): return None
+    if name == TIMM_DIRECT: return _get(r[v], stat) * 1e3
+    return (_get(r[v], stat) - _get(z[v], stat)) * 1e3 if z and z.get(v) else None
+
+def event_checks(recs, variants)->list:
+    "Issue 13's targets on the event part, and the end-to-end one on the e2e part"
+    out, by = [], {key(r): r for r in recs}
+    for r in recs:
+        for v in variants:
+            if r['kind'] != 'fastmix' or not r.get(v): continue
+            cell, shape = f'{r["threads"]} thread{"s" if r["threads"] > 1 else ""}, {v}', tuple(r['shape'])
+            if r['part'] == 'e2e':
+                x = r[v]['x_floor']
+                if x is not None: out.append(dict(target=f"{r['name']} epoch ≤ {E2E_LIMIT}× no mixing", where=cell, value=x, limit=E2E_LIMIT, ok=x <= E2E_LIMIT))
+                continue
+            if r['part'] != 'event': continue
+            label, mode = r['group'][len('event '):].split('/')
+            d = _over_noop(by, shape, r['threads'], r['name'], v)
+            if shape == EVENT_SMALL and label in EVENT_NAMED:
+                lim = EVENT_LIMITS[0] if mode == 'batch' and label != 'CutMixUp' else EVENT_LIMITS[1]
+                out.append(dict(target=f"{r['name']}: µs over no-op at 4×3×8×8 ≤ {lim:.0f}", where=cell, value=d, limit=lim, ok=d <= lim))
+            if shape == EVENT_MID and mode == 'batch':
+                for peer, lim in ((TIMM_DIRECT, 1.), ('fastai MixUp', .5), ('fastai CutMix', .5)):
+                    q = _over_noop(by, shape, r['threads'], peer, v)
+                    if q: out.append(dict(target=f"{r['name']} over no-op ≤ {lim}× {peer} at 128×3×32×32", where=cell,
+                                          value=d / q, limit=lim, ok=d / q <= lim))
+    return out
+
+def event_table(recs, variants, groups)->list:
+    "The event part in µs: each contender's median and mean per batch, and what it adds over the no-op callback"
+    by, lines = {key(r): r for r in recs}, []
+    rs = sorted((r for r in recs if r['part'] == 'event'), key=lambda r: sort_key(r, groups))
+    for v in variants:
+        if not any(r.get(v) for r in rs): continue
+        lines += [f'### Event path, µs per batch ({v}): between two callbacks bracketing every other `before_batch` in real fits', '',
+                  '`median`: of the wall time per batch; `CPU mean`: mean of this thread\'s CPU time per batch, every batch '
+                  'counted (it carries the batches where mixes are drawn ahead, and leaves out waiting for a core); '
+                  '`− no-op`: over a no-op callback in the same bracket; '
+                  f'`{TIMM_DIRECT}`: its own time, called on a clone of a batch of the same shape.', '',
+                  '| shape | thr | contender | median | − no-op | CPU mean | − no-op | n |', '|---|--:|---|--:|--:|--:|--:|--:|']
+        for r in rs:
+            s = r.get(v)
+            if not s: continue
+            sh, thr = tuple(r['shape']), r['threads']
+            d, dm = ((None, None) if r['kind'] == 'floor' else
+                     (_over_noop(by, sh, thr, r['name'], v), _over_noop(by, sh, thr, r['name'], v, 'cpu mean')))
+            lines.append(f"| {'×'.join(map(str, sh))} | {thr} | {r['name']} | {fmt(s['median'] * 1e3)} | {fmt(d)} | "
+                         f"{fmt(_get(s, 'cpu mean') * 1e3)} | {fmt(dm)} | {s['n']} |")
+        lines.append('')
+    return lines
+
 def _contention(recs, variants, target_shape)->list:
     "Whether the second core was free: the copy floor with 2 threads against 1"
     lines, by = [], {key(r): r for r in recs}
@@ -175,8 +242,10 @@ def markdown(cmd, m, recs, checks, variants, groups, target_shape, loss_size)->s
              'allocations during one call (torch.profiler), largest of 3 calls; in-place contenders write into '
              'their input, which is not counted.', '']
     lines += _contention(recs, variants, target_shape)
-    lines += [table(recs, variants, groups), '',
-              f'## Targets (at {"×".join(map(str, target_shape))}; losses at {loss_size[0]}×{loss_size[1]} logits)', '',
+    lines += event_table(recs, variants, groups)
+    lines += [table([r for r in recs if r['part'] != 'event'], variants, groups), '',
+              f'## Targets (at {"×".join(map(str, target_shape))}; losses at {loss_size[0]}×{loss_size[1]} logits; '
+              'the event path at its shapes; e2e per epoch)', '',
               'Each cell: the measured ratio (of medians) and PASS/FAIL against the limit.', '']
     return '\n'.join(lines + _targets_table(checks)) + '\n'
 

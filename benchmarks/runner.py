@@ -8,6 +8,9 @@ memory, and the two malloc variants (each in one measurement process).
   on CPU, `torch.cuda.max_memory_allocated` on CUDA); tensors only.
 - `measure`: the mix, loss and e2e parts at every shape and thread count, in this process; it returns raw rows
   (`times_ns` per contender), which `report.py` turns into statistics and tables.
+- `measure_event`: the host time of `before_batch` through real fits (the event path, issue 13), per batch, between
+  two bracket callbacks, fits of every contender interleaved; timm's batch `Mixup` called directly alongside.
+- `baseline_package`: another fastmix revision, importable as `fastmix_base`, for before/after rows (`--baseline`).
 - `run_variants`: the whole measurement with glibc's malloc as is (`default`, in this process) and with its mmap
   threshold off (`nommap`, in a worker subprocess running `bench_mix.py --worker`).
 """
@@ -16,11 +19,14 @@ import contextlib, gc, json, math, os, random, subprocess, sys, tempfile, time, 
 from pathlib import Path
 import numpy as np, torch
 from contenders import C, N_CLS, make_learner, mix_contenders, loss_contenders, e2e_contenders
+from contenders import event_contenders, bracket_callbacks, timm_batch_mixup
 
 NOMMAP_ENV = {'MALLOC_MMAP_MAX_': '0', 'MALLOC_TRIM_THRESHOLD_': '4294967295'}
 VARIANTS = ('default', 'nommap')
 TARGET_SHAPE = (64, 3, 224, 224)
 QUICK_SHAPE = (8, 3, 32, 32)
+EVENT_SHAPES = ((4, 3, 8, 8), (128, 3, 32, 32))
+ROOT = Path(__file__).resolve().parent.parent
 
 @contextlib.contextmanager
 def _quiet_fd2():
@@ -137,7 +143,7 @@ def measure_loss(a, dev, timer, row, t_start):
             for c in cs: row('loss', (bs, ncls), thr, c, times[c.name])
             print(f'[{a.variant}] loss {(bs, ncls)} threads={thr} done ({time.time() - t_start:.0f}s)', flush=True)
 
-def measure_e2e(a, dev, row, t_start):
+def measure_e2e(a, dev, row, t_start, baseline=None):
     "The training phase of one epoch per contender, epochs interleaved, at every thread count"
     from fastai.basics import Callback
     n_train, bs = (64, 32) if a.quick else (256, 64)
@@ -146,7 +152,7 @@ def measure_e2e(a, dev, row, t_start):
         order = -50
         def before_train(self): self.t0 = time.perf_counter_ns()
         def after_train(self): self.dt = time.perf_counter_ns() - self.t0
-    cands = e2e_contenders()
+    cands = e2e_contenders(baseline)
     for thr in a.threads:
         torch.set_num_threads(thr)
         learners = {}
@@ -169,19 +175,87 @@ def measure_e2e(a, dev, row, t_start):
         for c in cands: row('e2e', (n_train, 3, 32, 32), thr, c, times[c.name])
         print(f'[{a.variant}] e2e threads={thr} done ({time.time() - t_start:.0f}s)', flush=True)
 
+def _event_learners(cs, shape, nb, dev)->dict:
+    "One Learner per contender: brackets, its callback, `nb` training batches of `shape`"
+    out = {}
+    for c in cs:
+        op, cl = bracket_callbacks()
+        cb = c.make()
+        bs, _, h, _ = shape
+        torch.manual_seed(0)
+        learn = make_learner([op, cl] + ([cb] if cb is not None else []), n_train=bs * nb, n_valid=bs, hw=h, bs=bs, dev=dev)
+        out[c.name] = (learn, cl)
+    return out
+
+def _cpu_timed(timer, fn, arg)->tuple:
+    "(wall ns, this thread's CPU ns) of `fn(arg)`"
+    c0 = time.thread_time_ns()
+    dt, out = timer(fn, arg)
+    c1 = time.thread_time_ns()
+    del out
+    return dt, c1 - c0
+
+def measure_event(a, dev, timer, row, t_start, baseline=None):
+    """Per batch, the host time between two bracket callbacks around `before_batch` in real fits (every batch kept: the
+    mean carries the batches where mixes are drawn ahead); one fit per contender per round, in a new random order;
+    timm's batch `Mixup` called directly on clones of a batch of the same shape, as one more contender of the round"""
+    cs = event_contenders(baseline)
+    timm_c = C('timm Mixup(batch) called directly', 'event timm', 'peer', None, 'no-op callback')
+    for shape in ([(4, 3, 8, 8)] if a.quick else EVENT_SHAPES):
+        nb = max(8, min(64, 4096 // shape[0]))  # batches per fit
+        for thr in a.threads:
+            torch.set_num_threads(thr)
+            learners = _event_learners(cs, shape, nb, dev)
+            g = torch.Generator().manual_seed(0)
+            xt, yt = torch.rand(*shape, generator=g).to(dev), torch.randint(0, N_CLS, (shape[0],), generator=g).to(dev)
+            timm = timm_batch_mixup(yt)
+            times, order = {n: [] for n in list(learners) + ['timm']}, list(learners) + (['timm'] if timm else [])
+            cpu = {n: [] for n in times}
+            rng, t0 = random.Random(0), time.time()
+            for r in range(1 + (1 if a.quick else 8)):  # the first round warms up
+                if r > 3 and time.time() - t0 > a.budget: break
+                rng.shuffle(order)
+                for n in order:
+                    if n == 'timm': ts, cs_ = zip(*(_cpu_timed(timer, timm, xt.clone()) for _ in range(nb)))
+                    else:
+                        learn, cl = learners[n]; cl.ts, cl.cpu = [], []
+                        with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
+                        ts, cs_ = cl.ts, cl.cpu
+                    if r: times[n] += ts; cpu[n] += cs_
+            for c in cs: row('event', shape, thr, c, times[c.name], cpu_ns=cpu[c.name])
+            if timm: row('event', shape, thr, timm_c, times['timm'], cpu_ns=cpu['timm'])
+            del learners
+            print(f'[{a.variant}] event {tuple(shape)} threads={thr} done ({time.time() - t_start:.0f}s)', flush=True)
+
+def baseline_package(rev:str, dest:Path):
+    "fastmix as of git revision `rev`, imported as `fastmix_base` from `dest` (its modules import each other relatively)"
+    import io, tarfile, importlib
+    data = subprocess.run(['git', 'archive', rev, 'fastmix'], cwd=ROOT, capture_output=True, check=True).stdout
+    tarfile.open(fileobj=io.BytesIO(data)).extractall(dest)
+    (dest / 'fastmix').rename(dest / 'fastmix_base')
+    init = dest / 'fastmix_base' / '__init__.py'
+    init.write_text(init.read_text().replace('from fastmix.', 'from .'))
+    sys.path.insert(0, str(dest))
+    pkg = importlib.import_module('fastmix_base')
+    importlib.import_module('fastmix_base.mixers')
+    return pkg
+
 def measure(a):
     "Every part `a.parts` asks for, in this process: raw rows with the per-call times of every contender"
     warnings.filterwarnings('ignore')
     dev = torch.device(a.device)
     torch.manual_seed(0); np.random.seed(0); random.seed(0)
     timer, rows = Timer(dev), []
-    def row(part, shape, thr, c, ts, peak=None):
+    def row(part, shape, thr, c, ts, peak=None, cpu_ns=None):
         rows.append(dict(part=part, shape=list(shape), threads=thr, name=c.name, group=c.group, kind=c.kind,
-                         floor=c.floor, times_ns=ts, peak_bytes=peak))
+                         floor=c.floor, times_ns=ts, peak_bytes=peak, cpu_ns=cpu_ns))
     t_start = time.time()
-    if 'mix' in a.parts: measure_mix(a, dev, timer, row, t_start)
-    if 'loss' in a.parts: measure_loss(a, dev, timer, row, t_start)
-    if 'e2e' in a.parts: measure_e2e(a, dev, row, t_start)
+    with tempfile.TemporaryDirectory() as td:
+        base = baseline_package(a.baseline, Path(td)) if getattr(a, 'baseline', None) else None
+        if 'mix' in a.parts: measure_mix(a, dev, timer, row, t_start)
+        if 'loss' in a.parts: measure_loss(a, dev, timer, row, t_start)
+        if 'e2e' in a.parts: measure_e2e(a, dev, row, t_start, base)
+        if 'event' in a.parts: measure_event(a, dev, timer, row, t_start, base)
     return dict(variant=a.variant, env={k: os.environ.get(k) for k in NOMMAP_ENV}, rows=rows, seconds=time.time() - t_start)
 
 def run_variants(a, script:Path, argv:list)->list:

@@ -58,33 +58,35 @@ def check_range(name:str, v, lo=0., hi=1.)->tuple:
     return tuple(float(a) for a in v)
 
 # %% ../nbs/40_core.ipynb #2382f057
-def _plain_ce(lf):
-    "The `nn.CrossEntropyLoss` behind `lf` if it is plain (no class weights, no smoothing), else None"
+def _plain_ce(lf, pred):
+    "The `nn.CrossEntropyLoss` behind `lf` if it is plain (no class weights, no smoothing) with classes on `pred`'s dim 1, else None"
     f = getattr(lf, 'func', lf)
-    return f if isinstance(f, nn.CrossEntropyLoss) and f.weight is None and f.label_smoothing == 0 else None
+    if not (isinstance(f, nn.CrossEntropyLoss) and f.weight is None and f.label_smoothing == 0): return None
+    return f if pred.ndim == 2 or getattr(lf, 'axis', 1) % pred.ndim == 1 else None
 
 def _mixed_ce(pred, Y, weights, ignore_index, red):
-    "Cross-entropy mixed over the K columns of class indices `Y`: one log-softmax, the K picked log-probabilities weighted"
+    "Cross-entropy mixed over the K sources of class indices `Y` (B, K, ...): one log-softmax, the K picked log-probabilities weighted"
     lsm = torch.log_softmax(pred, 1)
-    picked = lsm.gather(1, Y.clamp(min=0) if ignore_index < 0 else Y)
-    w = weights.to(lsm.dtype).mul(Y != ignore_index)  # an ignored target adds nothing, as in `F.cross_entropy`
-    if red == 'none': return -(picked * w).sum(1)
+    ok = Y != ignore_index  # an ignored target adds nothing, as in `F.cross_entropy`
+    picked = lsm.gather(1, Y * ok)
+    w = weights.to(lsm.dtype).view(*weights.shape, *[1] * (Y.ndim - 2)).mul(ok)
+    if red == 'none': return -(picked * w).sum(1).reshape(-1)
     # the reduction's sign and scale go into the weights (no gradient there): one dot product is the whole loss
-    return torch.dot(picked.reshape(-1), w.mul_(-1 / len(pred) if red == 'mean' else -1).reshape(-1))
+    return torch.dot(picked.reshape(-1), w.mul_(-Y.shape[1] / Y.numel() if red == 'mean' else -1).reshape(-1))
 
 def mixed_loss(
     lf, # The original loss function
     pred:Tensor, # The model's output
-    ybs:list|Tensor, # One tuple of targets per source (`ybs[k]`: the targets of source `k`), or (B, K) class indices
+    ybs:list|Tensor, # One tuple of targets per source (`ybs[k]`: the targets of source `k`), or (B, K, ...) class indices
     weights:Tensor, # (B, K) label weights
 )->Tensor:
     "`Σ_k weights[:, k] · lf(pred, *ybs[k])` per sample, reduced as `lf` reduces"
     bs, red = weights.shape[0], getattr(lf, 'reduction', 'mean')
-    ce = _plain_ce(lf) if pred.ndim == 2 else None
+    ce, ys = _plain_ce(lf, pred), (pred.shape[0], *pred.shape[2:])  # ys: the shape of class-index targets for `pred`
     if isinstance(ybs, Tensor):
-        if ce is not None and ybs.shape == (len(pred), weights.shape[1]): return _mixed_ce(pred, ybs, weights, ce.ignore_index, red)
-        ybs = [(y,) for y in ybs.T]
-    if ce is not None and all(len(yb) == 1 and yb[0].shape == pred.shape[:1] for yb in ybs):
+        if ce is not None and ybs.shape == (ys[0], weights.shape[1], *ys[1:]): return _mixed_ce(pred, ybs, weights, ce.ignore_index, red)
+        ybs = [(y,) for y in ybs.unbind(1)]
+    if ce is not None and all(len(yb) == 1 and yb[0].shape == ys for yb in ybs):
         return _mixed_ce(pred, torch.stack([yb[0] for yb in ybs], 1), weights, ce.ignore_index, red)
     with NoneReduce(lf) as nlf:
         loss = sum(nlf(pred, *yb).reshape(bs, -1) * weights[:, k, None].to(pred.dtype) for k, yb in enumerate(ybs))
@@ -92,6 +94,8 @@ def mixed_loss(
 
 # %% ../nbs/40_core.ipynb #afdd7140
 _modes = ('batch', 'sample')
+_per_batch = frozenset({'mix', 'hidden_yb', 'ahead', 'ahead_key', 'reads_schedule'})  # callback attributes written every batch
+_ahead_values = 1 << 22  # mixes drawn ahead are for at most about this many input values (bounds what they hold)
 
 def _space(x:Tensor)->tuple:
     "Spatial size of a batch (B, C, *space): (L,) for signals, (H, W) for images, (D, H, W) for volumes; () below 3 dims"
@@ -112,6 +116,7 @@ class MixHandler(Callback):
     run_valid,order = False,0
     image_only = True  # the method cuts space: its batches are (B, C, *space)
     space_dims = (2,)  # the numbers of spatial axes it can cut: images; `CutMix` and `RICAP` also signals (1) and volumes (3)
+    draw_ahead = 32 # In a fit, the mixes of up to this many batches are drawn at once (1: each at its batch)
     mixes_input = True  # False while a subclass mixes something other than the input batch (whose dtype is then free)
     def __init__(self,
         p:float=1., # Probability that a batch (mode 'batch') or an image (mode 'sample') is mixed; number or schedule
@@ -132,6 +137,14 @@ class MixHandler(Callback):
         self.seed = random.getrandbits(63) if seed is None else seed
         rank = rank_distrib()
         self.rng = np.random.default_rng(self.seed if rank == 0 else [self.seed, rank])
+        self.hidden_yb = self.ahead = self.ahead_key = None
+        self.reads_schedule = False  # set once a hyper-parameter turns out to be a schedule: no drawing ahead
+
+    def __setattr__(self, name, value):
+        # fastai checks every attribute set on a callback against the learner's, which costs more than a whole
+        # per-batch mix at small sizes: per-batch state skips that check (its names shadow nothing)
+        if name in _per_batch: object.__setattr__(self, name, value)
+        else: super().__setattr__(name, value)
 
     @property
     def per_sample(self): return self.mode == 'sample'
@@ -140,10 +153,11 @@ class MixHandler(Callback):
     def value(self, v):
         "Current value of hyper-parameter `v`: a number, or a schedule evaluated at the training progress"
         if not callable(v): return v
+        self.reads_schedule = True
         return v(min(max(float(getattr(self, 'pct_train', 0.) or 0.), 0.), 1.))
     def sample_beta(self, name:str, a, n:int)->np.ndarray:
         "`n` draws of `Beta(a, a)`, `a` being the current value of hyper-parameter `name`"
-        a = check_number(name, self.value(a), 0, lo_open=True, sched_ok=False)
+        if callable(a): a = check_number(name, self.value(a), 0, lo_open=True, sched_ok=False)
         return self.rng.beta(a, a, size=n)
     def perm(self, bs:int)->np.ndarray: return self.rng.permutation(bs)
     def randint(self, hi, n:int)->np.ndarray:
@@ -151,7 +165,9 @@ class MixHandler(Callback):
         return np.floor(self.rng.random(n) * hi).astype(np.int64)
     def pairs(self, bs:int)->np.ndarray:
         "(2, bs) host indices: each image, then its partner from a random permutation"
-        return np.stack([np.arange(bs), self.perm(bs)])
+        idx = np.empty((2, bs), dtype=np.int64)
+        idx[0], idx[1] = np.arange(bs), self.perm(bs)  # faster than np.stack
+        return idx
 
     def draw(self, x:Tensor, on:np.ndarray|None)->Mix:
         "Return the `Mix` for batch `x`; `on` flags the images to mix in per-sample mode (None: the whole batch)"
@@ -160,6 +176,7 @@ class MixHandler(Callback):
     # -- which batches are mixed
     def mixing_now(self)->bool:
         "False during the final clean part of training (`off_epochs`, `off_pct`)"
+        if not (self.off_epochs or self.off_pct): return True  # saves two lookups through the learner per batch
         n_epoch, pct = getattr(self, 'n_epoch', None), getattr(self, 'pct_train', None)
         if self.off_epochs and n_epoch is not None and self.epoch >= n_epoch - self.off_epochs: return False
         if self.off_pct and pct is not None and pct >= 1 - self.off_pct: return False
@@ -185,27 +202,53 @@ class MixHandler(Callback):
         if self.mixes_input and not x.is_floating_point():
             raise TypeError(f"the input batch must be a float tensor, got dtype {x.dtype}: convert images to float "
                             "first (fastai's `IntToFloatTensor` does)")
+        bs = x.shape[0]
         for i, t in enumerate(xb[1:], 1):
-            if isinstance(t, Tensor) and t.ndim and t.shape[0] != x.shape[0]:
-                raise ValueError(f"input {i} has batch size {t.shape[0]} but input 0 has {x.shape[0]}")
+            if isinstance(t, Tensor) and t.ndim and t.shape[0] != bs:
+                raise ValueError(f"input {i} has batch size {t.shape[0]} but input 0 has {bs}")
         for i, y in enumerate(yb):
-            if isinstance(y, Tensor) and y.ndim and y.shape[0] != x.shape[0]:
-                raise ValueError(f"target {i} has batch size {y.shape[0]} but the input batch has {x.shape[0]}")
+            if isinstance(y, Tensor) and y.ndim and y.shape[0] != bs:
+                raise ValueError(f"target {i} has batch size {y.shape[0]} but the input batch has {bs}")
 
-    def mix_batch(self, xb:tuple, yb:tuple, inplace:bool=False):
+    def choose(self, x:Tensor)->Mix|None:
+        "Whether batch `x` is mixed (probability `p`, per batch or per image) and if so its mix, else None"
+        bs, p = x.shape[0], self.p
+        if callable(p): p = check_number('p', self.value(p), 0, 1, sched_ok=False)
+        if self.per_sample:
+            on = self.rng.random(bs) < p
+            return self.draw(x, on) if on.any() else None
+        return self.draw(x, None) if self.rng.random() < p else None
+
+    def next_mix(self, x:Tensor, n:int)->Mix|None:
+        "`choose` for the next batch of a fit, drawn ahead with up to `n - 1` batches after it if they have `x`'s shape"
+        # a warm loop of draws costs a fraction of the same draws made one at a time between batches, when the CPU's
+        # caches hold the model's work: so small batches draw ahead (large ones hold large mixes: masks, plans)
+        key = (x.shape, x.dtype, x.device)
+        if not self.ahead or self.ahead_key != key:
+            ahead, n = [], min(n, self.draw_ahead, max(1, _ahead_values // x.numel()))
+            while len(ahead) < n:
+                mix = self.choose(x)
+                if self.reads_schedule and ahead: break  # a schedule is read at its own batch's progress: dropped
+                ahead.append(mix)
+                if self.reads_schedule: break
+            self.ahead, self.ahead_key = ahead[::-1], key
+        return self.ahead.pop()
+
+    def mix_batch(self,
+        xb:tuple, yb:tuple, # The batch
+        inplace:bool=False, # Write into the batch's tensors where they are its own (the training path)
+        ahead:int=0, # In a fit, the batches left in the epoch: their mixes may be drawn now, ahead (`next_mix`)
+    ):
         "Draw a mix for `(xb, yb)` and return `(mix, xb, yb)` mixed; `mix` is None when nothing is mixed"
         x = xb[0]
         self.check_batch(x, yb, xb)
-        bs = x.shape[0]
-        if bs < 2: return None, xb, yb
-        p = check_number('p', self.value(self.p), 0, 1, sched_ok=False)
-        if self.per_sample:
-            on = self.rng.random(bs) < p
-            if not on.any(): return None, xb, yb
-        else:
-            if not self.rng.random() < p: return None, xb, yb
-            on = None
-        mix = self.draw(x, on)
+        if x.shape[0] < 2: return None, xb, yb
+        mix = self.next_mix(x, ahead) if ahead else self.choose(x)
+        if mix is None: return None, xb, yb
+        return (mix, *self.apply_mix(mix, x, xb, yb, inplace))
+
+    def apply_mix(self, mix:Mix, x:Tensor, xb:tuple, yb:tuple, inplace:bool=False)->tuple:
+        "`(xb, yb)` mixed by `mix`, drawn for their first input `x`"
         sp = _space(x)
         app = lambda t, inplace=False: mix.geom.apply(t, inplace=inplace and self.can_overwrite(t), scratch=self.scratch)
         xb = tuple(app(t, inplace) if self.follows(t, x, sp) else t for t in xb)
@@ -219,10 +262,12 @@ class MixHandler(Callback):
             if cut: return app(y)  # a mask: cut and pasted like the pixels
             if in_loss or not isinstance(y, Tensor): return y  # class indices: left to the mixed loss
             return mix.blend(y)  # multi-hot or regression targets: mixed by weight
-        return mix, xb, tuple(map(target, yb, cut, mix.in_loss))
+        return xb, tuple(map(target, yb, cut, mix.in_loss))
 
     # -- fastai events
-    def before_fit(self): self.mix = None; self.check_alone()
+    # the events read the learner's attributes through `learn`: `self.xb` would go through fastai's `GetAttr`
+    def before_fit(self): self.mix = self.hidden_yb = self.ahead = None; self.reads_schedule = False; self.check_alone()
+    def before_epoch(self): self.ahead = None  # hyper-parameters set between epochs apply from the next one
     def check_alone(self):
         "Error if another mixer is in the Learner: both would mix the batch, and the loss would know only one mix"
         others = [cb for cb in self.learn.cbs if cb is not self and isinstance(cb, (MixHandler, _FastaiMix))]
@@ -232,24 +277,34 @@ class MixHandler(Callback):
                              "only one mix. Keep one; to pick one of several per batch or per image, use "
                              "`MixChoice([MixUp(), CutMix()])` or `CutMixUp()`")
     def before_batch(self):
-        self.mix = None
+        self.mix = self.hidden_yb = None
         if not self.mixing_now(): return
-        if getattr(self.learn.loss_func, 'y_int', False):
-            for i, y in enumerate(self.yb):
+        learn = self.learn
+        if getattr(learn.loss_func, 'y_int', False):
+            for i, y in enumerate(learn.yb):
                 if isinstance(y, Tensor) and y.is_floating_point():
-                    raise TypeError(f"the loss {self.learn.loss_func!r} takes class indices (`y_int`) but target {i} "
+                    raise TypeError(f"the loss {learn.loss_func!r} takes class indices (`y_int`) but target {i} "
                                     f"is {y.dtype}: it cannot be mixed as a class index")
-        self.mix, xb, yb = self.mix_batch(self.xb, self.yb, inplace=True)
-        if self.mix is not None: self.learn.xb, self.learn.yb = xb, yb
+        ahead = getattr(learn, 'n_iter', 1) - getattr(learn, 'iter', 0)
+        mix, xb, yb = self.mix_batch(learn.xb, learn.yb, inplace=True, ahead=ahead)
+        if mix is not None: self.mix, learn.xb, learn.yb = mix, xb, yb
 
-    def after_loss(self):
-        "Swap in the mixed loss when some targets are class indices (they were left unmixed in `yb`)"
+    def after_pred(self):
+        "Hide targets the mixed loss will use from the learner, so that it skips its own loss on them"
         mix = self.mix
+        if mix is not None and any(mix.in_loss): self.hidden_yb, self.learn.yb = self.learn.yb, ()
+    def after_loss(self):
+        "Put the targets back and compute the mixed loss when some are class indices (left unmixed in `yb`)"
+        mix, learn = self.mix, self.learn
+        if self.hidden_yb is not None: learn.yb, self.hidden_yb = self.hidden_yb, None
         if mix is None or not any(mix.in_loss): return
-        if len(self.yb) == 1 and self.yb[0].ndim == 1: ybs = self.yb[0][mix.idx.T]  # (B, K) class indices in one gather
-        else: ybs = [tuple(mix.sources(y, k) if l else y for l, y in zip(mix.in_loss, self.yb)) for k in range(mix.K)]
-        self.learn.loss_grad = mixed_loss(self.learn.loss_func, self.pred, ybs, mix.weights)
-        self.learn.loss = self.learn.loss_grad.clone()
-    def after_batch(self): self.mix = None
-    def after_fit(self): self.mix = None; self.scratch.clear()
-    def __getstate__(self): return {**self.__dict__, 'mix': None, 'scratch': Scratch()}  # neither is worth saving
+        yb = learn.yb
+        if len(yb) == 1: ybs = yb[0][mix.idx.T]  # (B, K, ...) class indices (or label maps) in one gather
+        else: ybs = [tuple(mix.sources(y, k) if l else y for l, y in zip(mix.in_loss, yb)) for k in range(mix.K)]
+        learn.loss_grad = mixed_loss(learn.loss_func, learn.pred, ybs, mix.weights)
+        learn.loss = learn.loss_grad.clone()
+    def after_batch(self):
+        if self.hidden_yb is not None: self.learn.yb = self.hidden_yb  # a callback cancelled the batch before `after_loss`
+        self.mix = self.hidden_yb = None
+    def after_fit(self): self.mix = self.ahead = None; self.scratch.clear()
+    def __getstate__(self): return {**self.__dict__, 'mix': None, 'hidden_yb': None, 'ahead': None, 'scratch': Scratch()}  # neither is worth saving

@@ -57,4 +57,4 @@ class CutMix(MixHandler):
         boxes, lam = self.boxes(n, size, on)
         idx = to_device(self.pairs(bs), x.device)
         weights = to_device(np.broadcast_to(np.stack([lam, 1 - lam], -1), (bs, 2)).astype(np.float32), x.device)
-        return Mix(idx, weights, BoxPaste(idx, boxes, size))
+        return Mix(idx, weights, BoxPaste(idx, boxes, size, like=x))

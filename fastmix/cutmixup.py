@@ -63,7 +63,12 @@ class MixChoice(MixHandler):
 
     def before_fit(self):
         super().before_fit()
-        for m in self.mixers: m.learn = self.learn  # so their schedules see the training progress
+        for m in self.mixers: m.learn,m.reads_schedule = self.learn,False  # so their schedules see the training progress
+
+    def choose(self, x):
+        mix = super().choose(x)
+        if any(m.reads_schedule for m in self.mixers): self.reads_schedule = True  # theirs are read at each batch too
+        return mix
 
     def draw(self, x, on):
         bs = x.shape[0]

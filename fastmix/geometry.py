@@ -17,34 +17,42 @@ __all__ = ['to_device', 'Scratch', 'take_images', 'Blend', 'gather_pixels', 'Pas
 # %% ../nbs/41_geometry.ipynb #65eb0323
 def to_device(a, dev)->Tensor:
     "Host array to `dev` without making the host wait for the device (pinned, non-blocking on CUDA)"
-    t = torch.as_tensor(a)
-    if torch.device(dev).type == 'cuda': t = t.pin_memory()
+    t = torch.from_numpy(a) if isinstance(a, np.ndarray) and a.flags.writeable else torch.as_tensor(a)
+    typ = dev.type if isinstance(dev, torch.device) else torch.device(dev).type
+    if typ == 'cpu': return t
+    if typ == 'cuda': t = t.pin_memory()
     return t.to(dev, non_blocking=True)
 
 def _dense(t:Tensor)->bool: return t.is_contiguous() or t.ndim == 4 and t.is_contiguous(memory_format=torch.channels_last)
 
 class Scratch:
     "Work buffers kept from batch to batch on CPU, where a fresh batch-sized allocation costs page faults every call"
-    def __init__(self): self.bufs = {}
+    def __init__(self): self.bufs,self.views,self.adopted = {},{},set()
     def __call__(self,
         name:str, # one buffer per name: buffers used at the same time need different names
         like:Tensor, # dtype and device; also shape and memory layout unless `shape` is given
         shape:tuple=None, # a contiguous buffer of this shape instead
     )->Tensor:
         "An uninitialised work buffer, valid until the next call with the same `name`"
-        shape = tuple(like.shape if shape is None else shape)
-        n = math.prod(shape)
-        buf = self.bufs.get(name) if like.device.type == 'cpu' else None  # CUDA's caching allocator already recycles
-        if (buf is None or buf.numel() < n or buf.dtype != like.dtype or buf.device != like.device
-            or buf.untyped_storage().data_ptr() == like.untyped_storage().data_ptr()):  # never hand out `like` itself
-            buf = like.new_empty(n)
-            if like.device.type == 'cpu': self.bufs[name] = buf
-        if shape == tuple(like.shape) and _dense(like): return buf[:n].as_strided(like.shape, like.stride())
-        return buf[:n].view(shape)
+        if not like.is_cpu: return torch.empty_like(like) if shape is None else like.new_empty(shape)  # CUDA recycles
+        dense = shape is None and _dense(like)
+        key = (tuple(like.shape if shape is None else shape), like.stride() if dense else None, like.dtype)
+        if name in self.adopted and self.bufs[name].untyped_storage().data_ptr() == like.untyped_storage().data_ptr():
+            self.forget(name)  # never hand out `like` itself
+        view = self.views.get(name)
+        if view is not None and view[0] == key: return view[1]  # the same view as last time: no tensor op at all
+        n, buf = math.prod(key[0]), self.bufs.get(name)
+        if buf is None or buf.numel() < n or buf.dtype != like.dtype: buf = self.bufs[name] = like.new_empty(n)
+        view = buf[:n].as_strided(key[0], key[1]) if dense else buf[:n].view(key[0])
+        self.views[name] = key, view
+        return view
     def adopt(self, name:str, t:Tensor):
         "Keep `t`, a batch the caller gave up for a new one, as buffer `name`: replacing a batch then costs no copy back"
-        if t.device.type == 'cpu' and _dense(t): self.bufs[name] = t.as_strided((t.numel(),), (1,))
-    def clear(self): self.bufs.clear()
+        if t.device.type == 'cpu' and _dense(t):
+            self.bufs[name] = t.as_strided((t.numel(),), (1,))
+            self.adopted.add(name); self.views.pop(name, None)
+    def forget(self, name:str): self.bufs.pop(name, None); self.views.pop(name, None); self.adopted.discard(name)
+    def clear(self): self.bufs.clear(); self.views.clear(); self.adopted.clear()
 
 class _Fresh:
     "New buffers every call: when no `Scratch` is given"
@@ -53,7 +61,7 @@ class _Fresh:
 _fresh = _Fresh()
 
 # %% ../nbs/41_geometry.ipynb #c950b008
-def _bcast(w:Tensor, t:Tensor)->Tensor: return w.to(t.dtype).view(-1, *[1]*(t.ndim-1))
+def _bcast(w:Tensor, t:Tensor)->Tensor: return (w if w.dtype == t.dtype else w.to(t.dtype)).view(-1, *[1]*(t.ndim-1))
 
 def _image_rows(t:Tensor)->Tensor|None:
     "(B, n) view of `t`'s memory when each image is one contiguous block (standard or channels_last layout)"
@@ -62,6 +70,7 @@ def _image_rows(t:Tensor)->Tensor|None:
 
 def take_images(t:Tensor, idx:Tensor, out:Tensor)->Tensor:
     "`out[b] = t[idx[b]]`, written into `out`: one block copy per image when both share a dense layout"
+    if t.is_contiguous() and out.is_contiguous(): return torch.index_select(t, 0, idx, out=out)
     src, dst = _image_rows(t), _image_rows(out)
     if src is not None and dst is not None and t.stride() == out.stride(): torch.index_select(src, 0, idx, out=dst)
     else: out.copy_(t[idx])
@@ -74,7 +83,8 @@ class Blend:
         idx:Tensor, # (K, B) source indices
         weights:Tensor, # (B, K) pixel weights of the sources
         keep_base:bool=True, # `idx[0]` is the identity: blend in place into `t`
-    ): self.idx,self.weights,self.keep_base = idx,weights,keep_base
+        w:float=None, # K = 2 and every output weighs its partner the same (per-batch mode): that weight, a number
+    ): self.idx,self.weights,self.keep_base,self.w = idx,weights,keep_base,w
 
     def apply(self, t:Tensor, inplace:bool=False, scratch:Scratch=None)->Tensor:
         "Blend the sources of `t`; write into `t` if `inplace` and the base is `t` itself"
@@ -82,7 +92,7 @@ class Blend:
             # lerp(a, b, w) = a + w·(b − a): exactly `a` where w = 0; the partners must be copied out before `t` changes
             # a tensor in an autograd graph (a hidden activation) can't be copied into a buffer: index it
             partner = t[self.idx[1]] if t.requires_grad else take_images(t, self.idx[1], (scratch or _fresh)('partners', t))
-            w = _bcast(self.weights[:, 1], t)
+            w = _bcast(self.weights[:, 1], t) if self.w is None else self.w
             return t.lerp_(partner, w) if inplace else t.lerp(partner, w)
         out = t[self.idx[0]] * _bcast(self.weights[:, 0], t)
         for k in range(1, self.idx.shape[0]): out.addcmul_(t[self.idx[k]], _bcast(self.weights[:, k], t))
@@ -216,22 +226,32 @@ class BoxPaste(Paste):
         idx:Tensor, # (2, B): the images themselves, then their partners
         boxes:np.ndarray, # (n, 2·d) int, `lo, hi` along each spatial axis: one box for the batch (n = 1) or one per image (n = B)
         size:tuple, # the spatial size: (L,), (H, W) or (D, H, W)
+        like:Tensor=None, # a batch like those the mix will be applied to: the per-sample masks are made now (drawing ahead)
     ):
         boxes, d = np.asarray(boxes, dtype=np.int64), len(size)
         rects = np.zeros((len(boxes), 2, 3 * d), dtype=np.int64)
         rects[:, 0, 1:2*d:2] = size
         rects[:, 1, :2*d], rects[:, 1, 2*d:] = boxes, boxes[:, 0::2]
         super().__init__(idx, rects, keep_base=True)
+        self.spans = {}
+        if like is not None and len(boxes) > 1: self.box_spans(like)
+
+    def box_spans(self, t:Tensor)->list:
+        "The boxes' 0/1 spans along each spatial axis ((n, size) each), as `_select` wants them for `t`: made once per dtype and device"
+        key = (t.dtype, t.device)
+        if key not in self.spans:
+            d, box = self.d, self.rects[:, 1]
+            self.spans[key] = [_mask_like(_span(box[:, 2*a], box[:, 2*a+1], n), t) for a, n in enumerate(t.shape[t.ndim-d:])]
+        return self.spans[key]
 
     def per_sample(self, t, inplace, scratch):
         "The partners gathered whole, then blended in with a 0/1 box mask: whole images move, no per-position indices"
-        d, box = self.d, self.rects[:, 1]
-        size = t.shape[t.ndim-d:]
-        spans = [_mask_like(_span(box[:, 2*a], box[:, 2*a+1], n), t) for a, n in enumerate(size)]
+        d, spans = self.d, self.box_spans(t)
+        size, n = t.shape[t.ndim-d:], len(spans[0])
         m = spans[0]  # the box's mask: the outer product of its spans along the axes
         for a in range(1, d):
-            last = scratch('mask', m, (len(box), *size)) if a == d - 1 else None
-            m = torch.mul(m.unsqueeze(-1), spans[a].view(len(box), *[1]*a, -1), out=last)
+            last = scratch('mask', m, (n, *size)) if a == d - 1 else None
+            m = torch.mul(m.unsqueeze(-1), spans[a].view(n, *[1]*a, -1), out=last)
         partners = take_images(t, self.idx[1], scratch('partners', t))
         return _select(m.view(t.shape[0], *[1]*(t.ndim-1-d), *size), t, partners, t if inplace else torch.empty_like(t))
 
@@ -253,17 +273,21 @@ def ricap_rects(
     return np.concatenate([np.stack([lo, hi], -1).reshape(n, 2 ** d, 2 * d), src], -1), ext.prod(-1) / full.prod()
 
 # %% ../nbs/41_geometry.ipynb #cb6c40a4
-def _windows(flat:Tensor, starts:np.ndarray, out:Tensor)->Tensor:
-    "Row `i` of `out` (R, n) is `flat[starts[i]:starts[i]+n]`, zeros where that runs past either end of `flat`"
-    N, n, dev = flat.numel(), out.shape[1], flat.device
+def _window_plan(starts:np.ndarray, N:int, n:int, dev)->tuple:
+    "`_windows`' indices on `dev`: the starts clipped to the `N` values, and the rows that run past either end"
     s = np.clip(starts, 0, N - n)
-    torch.index_select(flat.as_strided((N - n + 1, n), (1, 1)), 0, to_device(s, dev), out=out)
     bad = np.flatnonzero(s != starts)
-    if len(bad):  # the few runs that start before or end after the batch: from its zero-padded ends
+    if not len(bad): return to_device(s, dev), None, None
+    st = starts[bad]  # where those runs start in the batch's zero-padded ends
+    return to_device(s, dev), to_device(bad, dev), to_device(np.where(st < 0, st + n, st - (N - n) + 2 * n), dev)
+
+def _windows(flat:Tensor, plan:tuple, out:Tensor)->Tensor:
+    "Row `i` of `out` (R, n) is the run of `flat` starting at `starts[i]` (planned by `_window_plan`), zeros past either end"
+    (N, n), (s, bad, es) = (flat.numel(), out.shape[1]), plan
+    torch.index_select(flat.as_strided((N - n + 1, n), (1, 1)), 0, s, out=out)
+    if bad is not None:  # the few runs that start before or end after the batch: from its zero-padded ends
         ends = torch.cat([flat.new_zeros(n), flat[:n], flat[N-n:], flat.new_zeros(n)])
-        st = starts[bad]
-        es = np.where(st < 0, st + n, st - (N - n) + 2 * n)
-        out.index_copy_(0, to_device(bad, dev), ends.as_strided((3 * n + 1, n), (1, 1)).index_select(0, to_device(es, dev)))
+        out.index_copy_(0, bad, ends.as_strided((3 * n + 1, n), (1, 1)).index_select(0, es))
     return out
 
 class TilePaste(Paste):
@@ -272,9 +296,11 @@ class TilePaste(Paste):
         idx:Tensor, # (4, B) source of each tile
         rects:np.ndarray, # (n, 4, 6) the tiles, as `ricap_rects` makes them
         host_idx:np.ndarray, # `idx` on the host: the per-sample path plans its row windows there
+        like:Tensor=None, # a batch laid out like those the mix will be applied to: plan for it now (while drawing ahead)
     ):
         super().__init__(idx, rects)
-        self.host_idx = np.asarray(host_idx, dtype=np.int64)
+        self.host_idx,self.plans = np.asarray(host_idx, dtype=np.int64),{}
+        if like is not None and len(self.rects) > 1 and self.d == 2 and _dense(like): self.plan(like)
 
     def per_sample(self, t, inplace, scratch):
         "Each output row is a wide and a narrow piece, each a run of one source row: one window gather per piece"
@@ -282,24 +308,33 @@ class TilePaste(Paste):
         if not _dense(t):
             out = self.per_sample(t.contiguous(), False, scratch)
             return t.copy_(out) if inplace else out
-        bs, (h, w) = t.shape[0], t.shape[-2:]
-        lay = _RowLayout(t)
-        wide_starts, narrow_starts, narrow_w, left_narrow = self._runs(lay, h, w)
+        lay, wide, narrow, n, mask = self.plan(t)
         res = scratch('out', t) if inplace else torch.empty_like(t)
         rows = lay.rows(res)
-        _windows(lay.flat(t), wide_starts, rows.view(-1, w * lay.run))
-        if narrow_w:
-            n = narrow_w * lay.run
-            narrow = _windows(lay.flat(t), narrow_starts, scratch('narrow', t, (rows.numel() // (w * lay.run), n)))
-            narrow = narrow.view(*rows.shape[:-1], n)
-            # the narrow piece lies in the left columns of left-narrow images, in the right columns of the others
-            bw, ln = self.rects[:, 0, 3], left_narrow.reshape(-1, 1)
-            cols = np.stack([_span(0, bw, narrow_w) & ln, _span(bw - (w - narrow_w), narrow_w, narrow_w) & ~ln])
-            in_left, in_right = _mask_like(np.repeat(cols, lay.run, -1), t).view(2, bs, 1, 1, n)
-            _select(in_left, rows[..., :n], narrow, rows[..., :n])
-            _select(in_right, rows[..., -n:], narrow, rows[..., -n:])
+        L = rows.shape[-1]
+        _windows(lay.flat(t), wide, rows.view(-1, L))
+        if n:
+            pieces = _windows(lay.flat(t), narrow, scratch('narrow', t, (rows.numel() // L, n))).view(*rows.shape[:-1], 1, n)
+            # the narrow piece lies in the first n columns of left-narrow images, in the last n of the others:
+            # one view holds both ranges (they never overlap), so one masked blend writes them all
+            ends = rows.as_strided((*rows.shape[:-1], 2, n), (*rows.stride()[:-1], L - n, 1))
+            _select(mask, ends, pieces, ends)
         if inplace: scratch.adopt('out', t)
         return res
+
+    def plan(self, t:Tensor)->tuple:
+        "For dense tensors laid out like `t`: the row layout, both pieces' window plans, the narrow width `n` and the (B, 1, 1, 2, n) mask"
+        lay = _RowLayout(t)
+        key = (lay.cl, lay.run, lay.planes, t.dtype, t.device)
+        if key not in self.plans:
+            bs, (h, w) = t.shape[0], t.shape[-2:]
+            wide, narrow, narrow_w, left_narrow = self._runs(lay, h, w)
+            n, L, N = narrow_w * lay.run, w * lay.run, t.numel()
+            bw, ln = self.rects[:, 0, 3], left_narrow.reshape(-1, 1)
+            cols = np.stack([_span(0, bw, narrow_w) & ln, _span(bw - (w - narrow_w), narrow_w, narrow_w) & ~ln], 1)
+            mask = _mask_like(np.repeat(cols, lay.run, -1), t).view(bs, 1, 1, 2, n) if n else None
+            self.plans[key] = lay, _window_plan(wide, N, L, t.device), n and _window_plan(narrow, N, n, t.device), n, mask
+        return self.plans[key]
 
     def _runs(self, lay, h:int, w:int)->tuple:
         "Start of every output row's wide and narrow run in the flat batch, the narrow width, which images are narrow on the left"

@@ -178,6 +178,7 @@ class ManifoldMixUp(MixUp):
         self.unhook()
         if not fired: raise RuntimeError(f"ManifoldMixUp: module {self.choices[self.mixed_at][0]!r} was not called in "
             "the model's forward pass on `learn.xb`, so nothing was mixed: choose `modules` the forward pass uses")
+        super().after_pred()  # the learner then skips its loss on the unmixed targets
     def after_batch(self): super().after_batch(); self.unhook(); self.mixed_at = None
     def before_validate(self): self.unhook(sweep=True)
     def after_cancel_batch(self): self.unhook()

@@ -36,5 +36,7 @@ class MixUp(MixHandler):
         if self.keep_dominant: lam = np.maximum(lam, 1 - lam)
         lam = np.broadcast_to(lam, bs) if on is None else np.where(on, lam, 1.)
         idx = to_device(self.pairs(bs), x.device)
-        weights = to_device(np.stack([lam, 1 - lam], 1).astype(np.float32), x.device)
-        return Mix(idx, weights, Blend(idx, weights))
+        wts = np.stack([lam, 1 - lam], 1).astype(np.float32)
+        weights = to_device(wts, x.device)
+        # per batch every image weighs its partner the same: the pixels blend by a number, no weight tensor
+        return Mix(idx, weights, Blend(idx, weights, w=None if on is not None else float(wts[0, 1])))

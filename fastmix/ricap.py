@@ -37,4 +37,4 @@ class RICAP(MixHandler):
         rects, wts = ricap_rects(split, self.rng.random((d, n, K)), size)
         idx_d = to_device(idx, x.device)
         weights = to_device(np.broadcast_to(wts, (bs, K)).astype(np.float32), x.device)
-        return Mix(idx_d, weights, TilePaste(idx_d, rects, idx))
+        return Mix(idx_d, weights, TilePaste(idx_d, rects, idx, like=x))

@@ -65,7 +65,8 @@ class After(Callback):
         rec['weights'] = mix.weights.tolist()
         rec['idx'] = mix.idx.tolist()
         # the mixed batch is exactly the mix of this rank's own batch: nothing from another rank's shard
-        rec['own_shard'] = bool(torch.equal(self.xb[0], mix.geom.apply(x0)))
+        # (a mixer of hidden activations leaves the input as it is)
+        rec['own_shard'] = bool(torch.equal(self.xb[0], mix.geom.apply(x0) if self.mixer.mixes_input else x0))
         rec['in_range'] = bool((mix.idx >= 0).all() and (mix.idx < len(x0)).all())
 
 def main(out_dir):

@@ -11,6 +11,9 @@ from fastmix.testing import check_provenance, check_weights
 
 MODES = ('batch', 'sample')
 CASES = [(m, mode) for m in MIXERS for mode in MODES]  # every mixer of the one list, in both modes
+# the mixers whose mix is in the input batch (ManifoldMixUp mixes hidden activations: tests that read the mix from the
+# batch, or recompute the loss from it, take these)
+INPUT_MIXERS = [n for n, m in MIXERS.items() if m.cls.mixes_input is True]
 
 def batch(bs=6, c=3, h=8, w=8, seed=0, dtype=torch.float32):
     "Random images and class indices in 0..2"

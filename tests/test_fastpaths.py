@@ -7,7 +7,7 @@ from fastmix.all import *
 from fastmix.core import *
 from fastmix.geometry import *
 from fastmix.testing import *
-from fastmix.geometry import Scratch, gather_pixels, _windows
+from fastmix.geometry import Scratch, gather_pixels, _windows, _window_plan
 
 def reference(geom, t):
     "The definition: a per-pixel source map built from the rectangles, one gather"
@@ -41,7 +41,7 @@ def test_fast_paths_match_the_definition(shape, method, mode, kind, beta, seed):
 def test_windows_past_the_ends():
     flat = torch.arange(1., 11.)
     out = torch.empty(4, 3)
-    _windows(flat, np.array([-2, 0, 7, 9]), out)
+    _windows(flat, _window_plan(np.array([-2, 0, 7, 9]), 10, 3, flat.device), out)
     assert out.tolist() == [[0, 0, 1], [1, 2, 3], [8, 9, 10], [10, 0, 0]]
 
 @pytest.mark.parametrize('make', [lambda: MixUp(seed=1), lambda: CutMix(mode='sample', seed=1), lambda: RICAP(seed=1),

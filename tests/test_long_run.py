@@ -8,6 +8,7 @@ from fastmix.geometry import *
 from fastmix.testing import *
 from fastmix.mixers import MIXERS
 from fastmix.demo import small_cnn
+from helpers import INPUT_MIXERS
 
 def rss_bytes(): return int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
 def n_tensors():
@@ -16,7 +17,7 @@ def n_tensors():
         return sum(1 for o in gc.get_objects() if isinstance(o, torch.Tensor))
 
 @pytest.mark.skipif(not os.path.exists('/proc/self/statm'), reason='RSS from /proc (Linux)')
-@pytest.mark.parametrize('method', MIXERS)
+@pytest.mark.parametrize('method', INPUT_MIXERS)
 def test_long_run_no_memory_growth_no_nan(method):
     """1,000 training steps through the callback's own events (batch and sample mode alternating, p < 1 in sample mode,
     in-place mixing as in training), a tiny CNN trained on the mixed loss: the resident memory and the number of live

@@ -8,7 +8,7 @@ from fastmix.core import *
 from fastmix.geometry import *
 from fastmix.testing import *
 from fastmix.mixers import MIXERS
-from helpers import synth_learner, check_mix
+from helpers import INPUT_MIXERS, synth_learner, check_mix
 
 CODES = ['bg', 'square', 'bar']
 
@@ -73,7 +73,7 @@ LABELS = [['cat'], ['dog'], ['cat', 'dog'], ['bird'], ['cat', 'bird'], ['dog', '
 def ml_x(i): return TensorImage(torch.full((3, 8, 8), float(i % 6) / 6))
 def ml_y(i): return LABELS[i]
 
-@pytest.mark.parametrize('cls', [m.cls for m in MIXERS.values()], ids=list(MIXERS))
+@pytest.mark.parametrize('cls', [MIXERS[n].cls for n in INPUT_MIXERS], ids=INPUT_MIXERS)
 def test_multilabel_targets_mixed_by_weight(cls):
     db = DataBlock(blocks=(TransformBlock, MultiCategoryBlock), get_x=ml_x, get_y=ml_y, splitter=RandomSplitter(seed=0))
     dls = db.dataloaders(list(range(48)), bs=8, num_workers=0)

@@ -1,0 +1,127 @@
+"Per-batch host work (issue 13): mixes drawn ahead, the learner's own loss skipped, label-map mixed loss"
+import pickle, torch, pytest
+from fastai.basics import *
+from fastmix.all import *
+from fastmix.core import *
+from helpers import synth_learner
+
+def mixes_of_a_fit(make, epochs=2, **kw):
+    "The (idx, weights) of every training batch of a fit"
+    cb, seen = make(), []
+    for k, v in kw.items(): setattr(cb, k, v)
+    class Spy(Callback):
+        order = 1  # after the mixer
+        def before_batch(self):
+            if self.training: seen.append(None if cb.mix is None else (cb.mix.idx.clone(), cb.mix.weights.clone()))
+    synth_learner(cbs=[cb, Spy()]).fit(epochs, 1e-3)
+    return seen
+
+@pytest.mark.parametrize('make', [lambda: MixUp(seed=3), lambda: CutMix(mode='sample', p=.5, seed=3), lambda: RICAP(mode='sample', seed=3),
+                                  lambda: CutMixUp(p=.7, seed=3)])
+def test_drawing_ahead_gives_the_same_mixes_as_drawing_each_batch(make):
+    "While the batch shape stays, mixes drawn ahead in one loop are the ones drawn batch by batch, in the same order"
+    ahead, each = mixes_of_a_fit(make), mixes_of_a_fit(make, draw_ahead=1)
+    assert len(ahead) == len(each) == 12
+    for a, b in zip(ahead, each):
+        assert (a is None) == (b is None)
+        if a is not None: assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert len({None if a is None else a[0].tolist().__repr__() for a in ahead}) > 2  # and they do differ batch to batch
+
+@pytest.mark.parametrize('make', [lambda s: MixUp(p=s, seed=0), lambda s: CutMixUp(p=s, seed=0),
+                                  lambda s: CutMixUp(p=s, mixup_alpha=lambda pct: .1 + pct, switch_prob=0., seed=0)])
+def test_schedules_are_read_at_each_batch_not_ahead(make):
+    "A schedule must see its own batch's progress: a handler that reads one draws each batch when it comes"
+    cb = make(lambda pct: float(pct >= .5))
+    mixed, queued = [], []
+    class Spy(Callback):
+        order = 1
+        def before_batch(self):
+            if self.training: mixed.append((self.pct_train, cb.mix is not None)); queued.append(len(cb.ahead or []))
+    synth_learner(cbs=[cb, Spy()]).fit(2, 1e-3)
+    assert [m for _, m in mixed] == [pct >= .5 for pct, _ in mixed] and any(m for _, m in mixed)
+    assert max(queued) == 0
+
+def test_a_mixers_own_schedule_stops_drawing_ahead():
+    cb, queued = CutMixUp(mixup_alpha=lambda pct: .1 + pct, switch_prob=0., seed=0), []
+    class Spy(Callback):
+        order = 1
+        def before_batch(self):
+            if self.training: queued.append(len(cb.ahead))
+    synth_learner(cbs=[cb, Spy()]).fit(1, 1e-3)
+    assert max(queued) == 0 and cb.reads_schedule
+
+def test_constant_hyperparameters_are_drawn_ahead():
+    cb, queued = CutMix(seed=0), []
+    class Spy(Callback):
+        order = 1
+        def before_batch(self):
+            if self.training: queued.append(len(cb.ahead))
+    synth_learner(cbs=[cb, Spy()]).fit(1, 1e-3)
+    assert queued == [5, 4, 3, 2, 1, 0]  # six batches in the epoch: drawn at its first, none past its end
+
+class CountingLoss(LabelSmoothingCrossEntropyFlat):
+    "A `y_int` loss that is not plain cross-entropy (so `mixed_loss` calls it), counting its calls"
+    n = 0
+    def __call__(self, *args, **kw): CountingLoss.n += 1; return super().__call__(*args, **kw)
+
+@pytest.mark.parametrize('cls,K', [(MixUp, 2), (CutMix, 2), (RICAP, 4)])
+def test_learner_skips_its_loss_on_unmixed_targets(cls, K):
+    "Training computes only the mixed loss (K calls of the loss), not the learner's on unmixed targets first"
+    learn = synth_learner(cbs=cls(seed=0), loss_func=CountingLoss())
+    calls = []
+    class Count(Callback):
+        order = 100
+        def before_batch(self): CountingLoss.n = 0
+        def after_loss(self):
+            if self.training: calls.append(CountingLoss.n)
+    learn.add_cb(Count())
+    learn.fit(1, 1e-3)
+    assert calls == [K] * 6
+
+@pytest.mark.parametrize('event', ['after_pred', 'after_loss'])
+def test_cancelled_batch_gets_its_targets_back(event):
+    "A batch cancelled between `after_pred` and `after_loss` still shows its targets to the callbacks after it"
+    seen = []
+    class Cancel(Callback):
+        order = -5 if event == 'after_loss' else 5  # between the mixer's after_pred and after_loss
+        def __init__(self): setattr(self, event, self.cancel)
+        def cancel(self):
+            if self.training: raise CancelBatchException
+    class Look(Callback):
+        order = 60
+        def after_batch(self):
+            if self.training: seen.append(len(self.learn.yb))
+    learn = synth_learner(cbs=[MixUp(seed=0), Cancel(), Look()])
+    learn.fit(1, 1e-3)
+    assert seen == [1] * 6
+
+def test_pickling_drops_the_mixes_drawn_ahead():
+    cb = CutMix(seed=0)
+    class Stop(Callback):
+        order = 1
+        def before_batch(self):
+            if self.iter == 1: raise KeyboardInterrupt
+    learn = synth_learner(cbs=[cb, Stop()])
+    with pytest.raises(KeyboardInterrupt): learn.fit(1)
+    assert len(cb.ahead) == 4  # left by the interrupted fit
+    learn.remove_cb(Stop)
+    cb2 = pickle.loads(pickle.dumps(cb))
+    assert cb2.ahead is None and cb2.mix is None and cb2.hidden_yb is None
+    learn.fit(1)  # the next fit draws afresh
+    assert learn.loss_func is not None and isinstance(learn.loss_func, CrossEntropyLossFlat)
+
+@pytest.mark.parametrize('ignore_index', [-100, 255])
+@pytest.mark.parametrize('red', ['mean', 'sum', 'none'])
+def test_label_map_mixed_loss_is_one_log_softmax_and_matches_the_definition(ignore_index, red):
+    g = torch.Generator().manual_seed(0)
+    pred = torch.randn(4, 5, 6, 7, generator=g, dtype=torch.float64, requires_grad=True)
+    Y = torch.randint(0, 5, (4, 2, 6, 7), generator=g)
+    Y[0, 1, :2] = Y[3, 0, 4:] = ignore_index  # ignored pixels, also beyond the number of classes
+    w = torch.rand(4, 1, generator=g, dtype=torch.float64); w = torch.cat([w, 1 - w], 1)
+    lf = CrossEntropyLossFlat(axis=1, ignore_index=ignore_index, reduction=red)
+    got = mixed_loss(lf, pred, Y, w)
+    per = sum(w[:, k, None, None] * F.cross_entropy(pred, Y[:, k], reduction='none', ignore_index=ignore_index) for k in range(2))
+    exp = per.mean() if red == 'mean' else per.sum() if red == 'sum' else per.view(-1)
+    torch.testing.assert_close(got, exp)
+    torch.testing.assert_close(torch.autograd.grad(got.sum(), pred)[0], torch.autograd.grad(exp.sum(), pred)[0])
+    torch.testing.assert_close(mixed_loss(lf, pred, [(Y[:, 0],), (Y[:, 1],)], w), got)  # the per-source form agrees
