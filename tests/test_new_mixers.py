@@ -249,7 +249,10 @@ def test_bad_arguments(make, err, msg):
 @pytest.mark.parametrize('cls', NEW)
 def test_bad_batches(cls):
     with pytest.raises(TypeError, match='dtype torch.uint8'): _mix(cls(seed=0), torch.zeros(4, 3, 5, 5, dtype=torch.uint8))
-    with pytest.raises(ValueError, match=r'batches of shape \(B, C, H, W\), got shape \(4, 5, 5\)'): _mix(cls(seed=0), torch.rand(4, 5, 5))
+    if cls in (ResizeMix, FMix):  # images only; CutMix also cuts signals (B, C, L) and volumes (B, C, D, H, W)
+        with pytest.raises(ValueError, match=r'batches of shape \(B, C, H, W\), got shape \(4, 5, 5\)'): _mix(cls(seed=0), torch.rand(4, 5, 5))
+    else:
+        with pytest.raises(ValueError, match=r'CutMix mixes batches of shape .* got shape \(4, 5\)'): _mix(cls(seed=0), torch.rand(4, 5))
     with pytest.raises(ValueError, match='target 0 has batch size 3'): cls(seed=0).mix_batch((torch.rand(4, 3, 5, 5),), (torch.arange(3),))
 
 # ---------------------------------------------------------------------------------------------------- in a Learner
