@@ -8,6 +8,4 @@ Docs: https://fastmix.github.io/fastmix/index.html.md"""
 __all__ = []
 
 # %% ../nbs/index.ipynb #a2bf42bf
-__version__ = "0.1.0"
-from fastmix.all import *
-from fastmix.all import __all__
+__version__ = "0.1.0"  # like fastai, `import fastmix` loads nothing else: what users type is in `fastmix.all`

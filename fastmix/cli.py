@@ -6,65 +6,88 @@ Docs: https://fastmix.github.io/fastmix/cli.html.md"""
 
 # %% ../nbs/30_cli.ipynb #e246ed4d
 from __future__ import annotations
-import argparse, sys
-from .preview import show_mix
-from .mixers import MIXERS
-from .demo import CLIError, run_demo, folder_dls, photo_dls
+import argparse, sys, warnings
 
 # %% auto #0
-__all__ = ['parser', 'main']
+__all__ = ['QUICK', 'FULL', 'CLIError', 'parser', 'main']
 
 # %% ../nbs/30_cli.ipynb #81e70b1c
+class CLIError(Exception): "A bad argument or input: the command line reports it in one line, never a traceback"
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message): raise CLIError(message)
 
 def _methods(s):
+    from fastmix.mixers import MIXERS
     ms = [m.strip().lower() for m in s.split(',') if m.strip()]
     bad = [m for m in ms if m not in MIXERS]
     if bad or not ms: raise CLIError(f"--methods: unknown method {', '.join(bad) or repr(s)}; choose from {', '.join(MIXERS)}")
     return ms
 
-def _positive(name):
+def _positive(name, typ=int):
     def f(s):
-        try: v = int(s)
-        except ValueError: raise CLIError(f"{name} must be a whole number, got {s!r}")
-        if v <= 0: raise CLIError(f"{name} must be > 0, got {v}")
+        try: v = typ(s)
+        except ValueError: raise CLIError(f"{name} must be a {'whole number' if typ is int else 'number'}, got {s!r}")
+        if not v > 0: raise CLIError(f"{name} must be > 0, got {v}")  # `not`: NaN fails too
         return v
     return f
 
+def _seeds(s):
+    try: seeds = [int(v) for v in s.split(',') if v.strip()]
+    except ValueError: raise CLIError(f"--seeds must be whole numbers separated by commas, got {s!r}")
+    if not seeds or len(set(seeds)) < len(seeds): raise CLIError(f"--seeds must be distinct whole numbers, got {s!r}")
+    return seeds
+
+QUICK = dict(epochs=2, n_train=256, n_test=500)  # `--quick`: a smoke run, whose numbers mean nothing
+FULL = dict(epochs=30, n_train=1000, n_test=2000)
+
 def parser()->argparse.ArgumentParser:
+    "The `fastmix` command line: `demo` and `preview`"
+    from fastmix.mixers import MIXERS
     p = _Parser(prog='fastmix', description='Batch-mixing augmentation for fastai: demo and previews')
     sub = p.add_subparsers(dest='cmd', required=True, parser_class=_Parser)
-    d = sub.add_parser('demo', help='train a small CNN with the baseline and each mixer; print a table, save pictures')
-    d.add_argument('--methods', type=_methods, default='mixup,cutmix,ricap', help='comma-separated: ' + ', '.join(MIXERS))
-    d.add_argument('--epochs', type=_positive('--epochs'), default=6)
-    d.add_argument('--bs', type=_positive('--bs'), default=64)
-    d.add_argument('--seed', type=int, default=0)
-    d.add_argument('--mode', choices=['batch', 'sample'], default='batch')
-    d.add_argument('--lr', type=float, default=1e-2)
-    d.add_argument('--out', default='fastmix_demo', help='output folder')
-    d.add_argument('--data', default=None, help='an image folder in ImageNet layout (default: the embedded MNIST sample)')
-    d.add_argument('--limit', type=_positive('--limit'), default=None, help='use only this many images of the default data')
-    d.add_argument('--no-baseline', action='store_true', help="don't train the baseline")
-    v = sub.add_parser('preview', help='save a preview of a mixed batch')
-    v.add_argument('--method', type=lambda s: _methods(s)[0], default='cutmix', help=', '.join(MIXERS))
-    v.add_argument('--data', default=None, help='an image folder in ImageNet layout (default: bundled photos)')
-    v.add_argument('--out', default='preview.png')
-    v.add_argument('--n', type=_positive('--n'), default=6)
-    v.add_argument('--seed', type=int, default=0)
-    v.add_argument('--mode', choices=['batch', 'sample'], default='batch')
+    d = sub.add_parser('demo', help='train a small CNN with the baseline and each mixer over several seeds; report and save pictures',
+                       description='Train a small CNN on little data (MNIST, embedded) with no mixing and with each mixer, for every seed; '
+                                   'print a table and one verdict per mixer, and write results.md, results.json and pictures into --out.')
+    d.add_argument('--methods', type=_methods, default='mixup,cutmix,ricap', help='comma-separated, from: ' + ', '.join(MIXERS) + ' (default: %(default)s)')
+    d.add_argument('--epochs', type=_positive('--epochs'), help=f"one-cycle epochs per run (default: {FULL['epochs']}; {QUICK['epochs']} with --quick)")
+    d.add_argument('--n-train', type=_positive('--n-train'), help=f"training images of the default data (default: {FULL['n_train']}; {QUICK['n_train']} with --quick)")
+    d.add_argument('--seeds', type=_seeds, default='0,1', help='comma-separated seeds; each trains the baseline and every mixer from the same start on the same batches (default: %(default)s)')
+    d.add_argument('--bs', type=_positive('--bs'), default=64, help='batch size (default: %(default)s)')
+    d.add_argument('--lr', type=_positive('--lr', float), default=1e-2, help="one-cycle's peak learning rate (default: %(default)s)")
+    d.add_argument('--mode', choices=['batch', 'sample'], default='batch', help="the mixers' mode: one draw per batch, or one per image (default: %(default)s)")
+    d.add_argument('--out', default='fastmix_demo', help='output folder (default: %(default)s)')
+    d.add_argument('--data', default=None, help='an image folder in ImageNet layout instead of the embedded MNIST sample')
+    d.add_argument('--no-baseline', action='store_true', help="don't train without mixing (no verdicts then)")
+    d.add_argument('--quick', action='store_true', help=f"a smoke run in well under a minute ({QUICK['n_train']} training and {QUICK['n_test']} test images, {QUICK['epochs']} epochs): its numbers mean nothing")
+    v = sub.add_parser('preview', help='save a preview of a mixed batch', description='Save a picture of a training batch mixed by one mixer.')
+    v.add_argument('--method', type=lambda s: _methods(s)[0], default='cutmix', help=', '.join(MIXERS) + ' (default: %(default)s)')
+    v.add_argument('--data', default=None, help="an image folder in ImageNet layout (default: scikit-image's bundled photos)")
+    v.add_argument('--out', default='preview.png', help='the PNG to write (default: %(default)s)')
+    v.add_argument('--n', type=_positive('--n'), default=6, help='how many images (default: %(default)s)')
+    v.add_argument('--seed', type=int, default=0, help="the mixer's seed (default: %(default)s)")
+    v.add_argument('--mode', choices=['batch', 'sample'], default='batch', help="one draw per batch, or one per image (default: %(default)s)")
     v.add_argument('--panels', action='store_true', help='add the partner and the difference beside each image')
     return p
 
+# %% ../nbs/30_cli.ipynb #3dc6efa6
 def main(args=None)->int:
     "The `fastmix` console script"
+    # fastai's own import calls the deprecated `torch.jit.script`; users can do nothing about it, so the command hides it
+    warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', category=FutureWarning)
     try:
         a = parser().parse_args(args)
+        import matplotlib; matplotlib.use('Agg')  # files only, never a window
+        from fastmix.demo import run_demo, folder_dls, photo_dls
         if a.cmd == 'demo':
             if isinstance(a.methods, str): a.methods = _methods(a.methods)
-            run_demo(a.methods, a.epochs, a.bs, a.seed, a.out, a.data, a.limit, a.lr, a.mode, not a.no_baseline)
+            if isinstance(a.seeds, str): a.seeds = _seeds(a.seeds)
+            size = QUICK if a.quick else FULL
+            run_demo(a.methods, a.epochs or size['epochs'], a.n_train or size['n_train'], a.seeds, a.bs, a.lr, a.mode, a.out,
+                     a.data, not a.no_baseline, size['n_test'])
         else:
-            import matplotlib; matplotlib.use('Agg')
+            from fastmix.preview import show_mix
+            from fastmix.mixers import MIXERS
             dls = folder_dls(a.data, bs=max(a.n, 2), size=160, seed=a.seed) if a.data else photo_dls(bs=max(a.n, 2), seed=a.seed)
             show_mix(MIXERS[a.method](seed=a.seed, mode=a.mode), dls, n=a.n, panels=a.panels, path=a.out)
             print(f'wrote {a.out}')
@@ -77,4 +100,6 @@ def main(args=None)->int:
         return 130
 
 # %% ../nbs/30_cli.ipynb #60e13e5b
-if __name__ == '__main__': sys.exit(main())
+if __name__ == '__main__':  # `python -m fastmix.cli`: run the imported module's `main`, so its `CLIError` is the one `fastmix.demo` raises
+    from fastmix.cli import main as _main
+    sys.exit(_main())

