@@ -83,6 +83,7 @@ def main(args=None)->int:
             if isinstance(a.methods, str): a.methods = _methods(a.methods)
             if isinstance(a.seeds, str): a.seeds = _seeds(a.seeds)
             size = QUICK if a.quick else FULL
+            if a.quick: print('fastmix demo --quick: a smoke run, whose numbers mean nothing', flush=True)
             run_demo(a.methods, a.epochs or size['epochs'], a.n_train or size['n_train'], a.seeds, a.bs, a.lr, a.mode, a.out,
                      a.data, not a.no_baseline, size['n_test'])
         else:
