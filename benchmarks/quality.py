@@ -64,6 +64,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from fastai.basics import *
+from fastai.callback.all import *  # Learner.fit_one_cycle, no_bar
 from fastai.layers import ConvLayer, ResBlock
 if str(ROOT) not in sys.path: sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 import fastmix
