@@ -161,9 +161,10 @@ def test_search_finds_ricap(page):
     page.wait_for_selector('#search-results ul.search li a', timeout=30_000)
     first = page.locator('#search-results ul.search li a').first
     assert first.inner_text().strip() == 'RICAP'
-    first.click()
+    first.click()  # a navigation: wait for its URL (the search page is already 'loaded', so a load-state wait races)
+    page.wait_for_url(re.compile(r'/ricap\.html([?#].*)?$'), timeout=30_000)
     page.wait_for_load_state('load')
-    assert page.url.split('#')[0].split('?')[0].endswith('/ricap.html') and page.locator('h1').first.inner_text().startswith('RICAP')
+    assert page.locator('h1').first.inner_text().startswith('RICAP')
 
 def test_screenshots(page):
     "Full-page screenshots for a reviewer: _docs/screenshot-<page>.png"
