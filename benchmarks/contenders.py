@@ -217,7 +217,9 @@ def noop_callback():
 
 def baseline_mixers(pkg)->list:
     "(label, `Mixer`) of every mixer of another fastmix revision `pkg` (a package module), for before/after rows"
-    return [(m.cls.__name__, m) for m in pkg.mixers.MIXERS.values()]
+    if hasattr(pkg, 'mixers'): return [(m.cls.__name__, m) for m in pkg.mixers.MIXERS.values()]
+    # revisions before the `MIXERS` registry (issue 13's baseline, 5ad1cf7): the callbacks they had, with their defaults
+    return [(n, getattr(pkg, n)) for n in ('MixUp', 'CutMix', 'RICAP', 'CutMixUp') if hasattr(pkg, n)]
 
 def event_contenders(baseline=None)->list:
     """The event part: `make()` returns the callback put between the brackets (None: the brackets alone). fastmix's
@@ -231,7 +233,24 @@ def event_contenders(baseline=None)->list:
                 cs.append(C(f'{pre} {label}({mode})', f'event {label}/{mode}', kind, lambda m=m, mode=mode: m(mode=mode, seed=0), 'no-op callback'))
     cs.append(C('fastai MixUp', 'event MixUp/sample', 'peer', lambda: fa.MixUp(.4), 'no-op callback'))
     cs.append(C('fastai CutMix', 'event CutMix/batch', 'peer', lambda: fa.CutMix(1.), 'no-op callback'))
+    if timm_batch_mixup(torch.zeros(1, dtype=torch.long)) is not None:
+        cs.append(C(TIMM_IN_FIT, 'event timm', 'info', timm_callback, 'no-op callback'))
     return cs
+
+TIMM_IN_FIT = 'timm Mixup(batch) in a callback'
+
+def timm_callback():
+    """timm's batch `Mixup` called from a callback's `before_batch` on the fit's own batch: the same bracket and cache
+    state as fastmix's events (its soft targets are made, as in its own use, but the fit's loss keeps the class indices)"""
+    from fastai.basics import Callback
+    from timm.data import Mixup as TimmMixup
+    m = TimmMixup(mixup_alpha=.4, cutmix_alpha=0., prob=1., mode='batch', label_smoothing=0., num_classes=N_CLS)
+    class TimmMix(Callback):
+        def before_batch(self):
+            learn = self.learn
+            x, _ = m(learn.xb[0], learn.yb[0])
+            learn.xb = (x,)
+    return TimmMix()
 
 def timm_batch_mixup(y):
     "timm's batch `Mixup` (MixUp only, as its docs call it) on the targets `y`: `fn(x)` mixes a batch; None without timm"

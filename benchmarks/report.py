@@ -195,7 +195,9 @@ def event_table(recs, variants, groups)->list:
                   '`median`: of the wall time per batch; `CPU mean`: mean of this thread\'s CPU time per batch, every batch '
                   'counted (it carries the batches where mixes are drawn ahead, and leaves out waiting for a core); '
                   '`− no-op`: over a no-op callback in the same bracket; '
-                  f'`{TIMM_DIRECT}`: its own time, called on a clone of a batch of the same shape.', '',
+                  f'`{TIMM_DIRECT}`: its own time, called on a clone of a batch of the same shape (warm in the cache, '
+                  'between no model steps); `timm Mixup(batch) in a callback`: the same call on the fit\'s batch, from a '
+                  'callback in the same bracket as fastmix\'s (for reference; the target compares with the direct call).', '',
                   '| shape | thr | contender | median | − no-op | CPU mean | − no-op | n |', '|---|--:|---|--:|--:|--:|--:|--:|']
         for r in rs:
             s = r.get(v)

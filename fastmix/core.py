@@ -107,6 +107,8 @@ def _shapes(dims)->str:
     names = [_SHAPES[d] for d in sorted(dims)]
     return ' or '.join(names) if len(names) < 3 else ', '.join(names[:-1]) + ' or ' + names[-1]
 
+def _is_labels(y)->bool: return isinstance(y, Tensor) and y.ndim == 1 and not y.is_floating_point()  # (B,) class indices
+
 def _is_spatial(t, sp:tuple)->bool:
     "Is `t` a map over the positions of space `sp` (a label map (B, *space), or (B, C, *space))?"
     return isinstance(t, Tensor) and len(sp) > 0 and t.ndim > len(sp) and tuple(t.shape[t.ndim-len(sp):]) == sp
@@ -249,6 +251,10 @@ class MixHandler(Callback):
 
     def apply_mix(self, mix:Mix, x:Tensor, xb:tuple, yb:tuple, inplace:bool=False)->tuple:
         "`(xb, yb)` mixed by `mix`, drawn for their first input `x`"
+        if len(xb) == 1 and len(yb) == 1 and _is_labels(yb[0]) and self.follows(x, x, _space(x)):
+            # the common batch, one image tensor and one class index per image: the general path's checks cost as much as a small mix
+            mix.in_loss = (True,)
+            return (mix.geom.apply(x, inplace=inplace and self.can_overwrite(x), scratch=self.scratch),), yb
         sp = _space(x)
         app = lambda t, inplace=False: mix.geom.apply(t, inplace=inplace and self.can_overwrite(t), scratch=self.scratch)
         xb = tuple(app(t, inplace) if self.follows(t, x, sp) else t for t in xb)

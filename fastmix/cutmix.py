@@ -55,6 +55,6 @@ class CutMix(MixHandler):
         bs, size = x.shape[0], tuple(x.shape[2:])  # (L,), (H, W) or (D, H, W)
         n = 1 if on is None else bs
         boxes, lam = self.boxes(n, size, on)
-        idx = to_device(self.pairs(bs), x.device)
+        idx = to_device(host := self.pairs(bs), x.device)
         weights = to_device(np.broadcast_to(np.stack([lam, 1 - lam], -1), (bs, 2)).astype(np.float32), x.device)
-        return Mix(idx, weights, BoxPaste(idx, boxes, size, like=x))
+        return Mix(idx, weights, BoxPaste(idx, boxes, size, like=x, host_idx=host))

@@ -21,15 +21,15 @@ class Select:
     "Per-image choice among geometries: image `b` takes its pixels from `geoms[pick[b]]`"
     def __init__(self, pick:Tensor, geoms:list):
         self.pick,self.geoms = pick,geoms
+        self.picked = [None if g is None else pick == i for i, g in enumerate(geoms)]  # made with the mix (often drawn ahead)
         cuts = {g.cuts for g in geoms if g is not None}  # None: no image picked that mixer
         self.cuts = cuts.pop() if len(cuts) == 1 else None  # None: some blend, some cut
     def apply(self, t:Tensor, inplace:bool=False, scratch=None)->Tensor:
         out = None
-        for i, g in enumerate(self.geoms):
+        for g, m in zip(self.geoms, self.picked):
             if g is None: continue
             gi = g.apply(t, scratch=scratch)
-            m = (self.pick == i).view(-1, *[1] * (t.ndim - 1))
-            out = gi if out is None else torch.where(m, gi, out)
+            out = gi if out is None else torch.where(m.view(-1, *[1] * (t.ndim - 1)), gi, out, out=out)
         return out
     def owner(self, size:tuple, dev)->Tensor:
         "(B, *size) layer painting each pixel: the chosen geometry's own map, 0 where it blends (previews outline it)"

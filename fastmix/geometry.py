@@ -6,7 +6,7 @@ Docs: https://fastmix.github.io/fastmix/geometry.html.md"""
 
 # %% ../nbs/41_geometry.ipynb #01c39b3c
 from __future__ import annotations
-import math, numpy as np, torch
+import math, functools, numpy as np, torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -27,7 +27,7 @@ def _dense(t:Tensor)->bool: return t.is_contiguous() or t.ndim == 4 and t.is_con
 
 class Scratch:
     "Work buffers kept from batch to batch on CPU, where a fresh batch-sized allocation costs page faults every call"
-    def __init__(self): self.bufs,self.views,self.adopted = {},{},set()
+    def __init__(self): self.bufs,self.views,self.adopted = {},{},{}  # adopted: name -> its storage's address
     def __call__(self,
         name:str, # one buffer per name: buffers used at the same time need different names
         like:Tensor, # dtype and device; also shape and memory layout unless `shape` is given
@@ -37,21 +37,24 @@ class Scratch:
         if not like.is_cpu: return torch.empty_like(like) if shape is None else like.new_empty(shape)  # CUDA recycles
         dense = shape is None and _dense(like)
         key = (tuple(like.shape if shape is None else shape), like.stride() if dense else None, like.dtype)
-        if name in self.adopted and self.bufs[name].untyped_storage().data_ptr() == like.untyped_storage().data_ptr():
+        if (a := self.adopted.get(name)) is not None and a == like.untyped_storage().data_ptr():
             self.forget(name)  # never hand out `like` itself
         view = self.views.get(name)
         if view is not None and view[0] == key: return view[1]  # the same view as last time: no tensor op at all
         n, buf = math.prod(key[0]), self.bufs.get(name)
+        if buf is not None and buf.ndim != 1: buf = buf.as_strided((buf.numel(),), (1,))  # an adopted batch
         if buf is None or buf.numel() < n or buf.dtype != like.dtype: buf = self.bufs[name] = like.new_empty(n)
         view = buf[:n].as_strided(key[0], key[1]) if dense else buf[:n].view(key[0])
         self.views[name] = key, view
         return view
     def adopt(self, name:str, t:Tensor):
         "Keep `t`, a batch the caller gave up for a new one, as buffer `name`: replacing a batch then costs no copy back"
-        if t.device.type == 'cpu' and _dense(t):
-            self.bufs[name] = t.as_strided((t.numel(),), (1,))
-            self.adopted.add(name); self.views.pop(name, None)
-    def forget(self, name:str): self.bufs.pop(name, None); self.views.pop(name, None); self.adopted.discard(name)
+        if t.is_cpu and _dense(t):
+            # kept as it is (a view of it costs a tensor op): the next call for its own shape gets it back as is
+            self.bufs[name] = t
+            self.views[name] = (tuple(t.shape), t.stride(), t.dtype), t
+            self.adopted[name] = t.untyped_storage().data_ptr()
+    def forget(self, name:str): self.bufs.pop(name, None); self.views.pop(name, None); self.adopted.pop(name, None)
     def clear(self): self.bufs.clear(); self.views.clear(); self.adopted.clear()
 
 class _Fresh:
@@ -84,18 +87,20 @@ class Blend:
         weights:Tensor, # (B, K) pixel weights of the sources
         keep_base:bool=True, # `idx[0]` is the identity: blend in place into `t`
         w:float=None, # K = 2 and every output weighs its partner the same (per-batch mode): that weight, a number
-    ): self.idx,self.weights,self.keep_base,self.w = idx,weights,keep_base,w
+    ):
+        self.idx,self.weights,self.keep_base,self.w = idx,weights,keep_base,w
+        self.rows = idx.unbind(0)  # made with the mix (often drawn ahead): indexing `idx` per batch costs a tensor op
 
     def apply(self, t:Tensor, inplace:bool=False, scratch:Scratch=None)->Tensor:
         "Blend the sources of `t`; write into `t` if `inplace` and the base is `t` itself"
         if self.keep_base and self.idx.shape[0] == 2:
             # lerp(a, b, w) = a + w·(b − a): exactly `a` where w = 0; the partners must be copied out before `t` changes
             # a tensor in an autograd graph (a hidden activation) can't be copied into a buffer: index it
-            partner = t[self.idx[1]] if t.requires_grad else take_images(t, self.idx[1], (scratch or _fresh)('partners', t))
+            partner = t[self.rows[1]] if t.requires_grad else take_images(t, self.rows[1], (scratch or _fresh)('partners', t))
             w = _bcast(self.weights[:, 1], t) if self.w is None else self.w
             return t.lerp_(partner, w) if inplace else t.lerp(partner, w)
-        out = t[self.idx[0]] * _bcast(self.weights[:, 0], t)
-        for k in range(1, self.idx.shape[0]): out.addcmul_(t[self.idx[k]], _bcast(self.weights[:, k], t))
+        out = t[self.rows[0]] * _bcast(self.weights[:, 0], t)
+        for k in range(1, len(self.rows)): out.addcmul_(t[self.rows[k]], _bcast(self.weights[:, k], t))
         return t.copy_(out) if inplace else out
 
 # %% ../nbs/41_geometry.ipynb #fe05ad42
@@ -130,6 +135,21 @@ def gather_pixels(t:Tensor, src:Tensor)->Tensor:
     for c in range(r): ov[:, c] = tc.take(base + c * n)
     return out
 
+def _box(t:Tensor, corner:list, ext:list)->Tensor:
+    "View of the box of extent `ext` at `corner` along `t`'s last `len(corner)` dims: one `as_strided` (slicing costs one op per axis)"
+    st, d = t.stride(), len(corner)
+    return t.as_strided((*t.shape[:t.ndim-d], *ext), st, t.storage_offset() + sum(c * s for c, s in zip(corner, st[t.ndim-d:])))
+
+_gather_values = 1 << 14  # `Paste` batches up to this many values: one gather of a precomputed index, not per-layer copies
+
+@functools.lru_cache(maxsize=16)
+def _grid(rest:tuple, d:int)->tuple:
+    "For items of shape `rest` with `d` spatial axes: every position (N, d) and its flat index, the axes' strides, each channel's offset (r, 1)"
+    size, r = rest[len(rest)-d:], math.prod(rest[:len(rest)-d])
+    n = math.prod(size)
+    return (np.indices(size).reshape(d, n).T, np.arange(n), np.array([math.prod(size[a+1:]) for a in range(d)]),
+            np.arange(0, r * n, n)[:, None])
+
 def _axis_mask(r:Tensor, a:int, size:tuple, k:int)->Tensor:
     "(n, 1.., S_a, ..1) device mask of the positions along axis `a` inside layer `k`'s span, broadcastable over `size`"
     i = torch.arange(size[a], device=r.device)
@@ -143,30 +163,66 @@ class Paste:
         idx:Tensor, # (K, B) source indices
         rects:np.ndarray, # (n, K, 3·d) int, d spatial axes: `lo, hi` of each layer along each axis, then the source of its corner
         keep_base:bool=False, # layer 0 is the image itself, unmoved: copy only the later layers
+        host_idx:np.ndarray=None, # `idx` on the host, if the caller has it (read from `idx` itself on CPU): small batches are planned there
     ):
         self.idx,self.rects,self.keep_base = idx,np.asarray(rects, dtype=np.int64),keep_base
+        self.host_idx = np.asarray(host_idx, dtype=np.int64) if host_idx is not None else idx.numpy() if idx.device.type == 'cpu' else None
         self.d = self.rects.shape[-1] // 3  # spatial axes: the last `d` dims of every tensor it is applied to
-        self._src = self._owner = self._rects = None
+        self._src = self._owner = self._rects = self._flat = None
+        self.rows = idx.unbind(0)
+        # per batch, each non-empty layer as plain numbers (destination corner, source corner, extent), made with the mix
+        d, r = self.d, self.rects[0]
+        self.layers = [(k, r[k, 0:2*d:2].tolist(), r[k, 2*d:].tolist(), (r[k, 1:2*d:2] - r[k, 0:2*d:2]).tolist())
+                       for k in range(int(keep_base), len(r)) if (r[k, 1:2*d:2] > r[k, 0:2*d:2]).all()] if len(self.rects) == 1 else None
 
     def apply(self, t:Tensor, inplace:bool=False, scratch:Scratch=None)->Tensor:
         "Paste the layers of `t`'s sources; `t` is (B, *space) or (B, C, *space)"
         scratch = scratch or _fresh
+        if self.small(t): return self.gather_all(t, inplace, scratch)
         return self.per_batch(t, inplace, scratch) if len(self.rects) == 1 else self.per_sample(t, inplace, scratch)
+
+    def small(self, t:Tensor)->bool:
+        "A batch so small that a few tensor ops cost more than moving its values: one gather does it"
+        return t.numel() <= _gather_values and self.host_idx is not None and t.is_contiguous()
+
+    def gather_all(self, t, inplace, scratch):
+        "Every output value gathered from its source by one index over the flat batch (`flat_source`)"
+        out = torch.take(t, self.flat_source(t), out=scratch('out', t) if inplace else torch.empty_like(t))
+        if inplace: scratch.adopt('out', t)
+        return out
+
+    def flat_source(self, t:Tensor)->Tensor:
+        "Index shaped like `t` of the source of every value of `t`, flattened: planned on the host, best when the mix is drawn"
+        if self._flat is None or self._flat[0] != (t.shape, t.device):
+            d, rects = self.d, self.rects
+            pos, pos_i, strides, ch = _grid(tuple(t.shape[1:]), d)  # ch: (r, 1) offsets of the channels, r·N apart from image to image
+            n, own = len(pos), self.host_owner(pos, t.shape[t.ndim-d:])
+            # a layer moves positions rigidly: source = position + (source corner − box corner), in image `idx[k, b]`
+            off = self.host_idx.T * (n * len(ch)) + (rects[..., 2*d:] - rects[..., 0:2*d:2]) @ strides  # (bs, K)
+            src = (off[:, own[0]] if len(own) == 1 else np.take_along_axis(off, own, 1)) + pos_i  # (bs, N): channel 0 of each source
+            self._flat = (t.shape, t.device), to_device((src[:, None] + ch).reshape(t.shape), t.device)
+        return self._flat[1]
+
+    def host_owner(self, pos:np.ndarray, size:tuple)->np.ndarray:
+        "(n, N) layer painting each of the positions `pos` (N, d) of `size`, on the host: the last whose box holds it"
+        r, K = self.rects, self.rects.shape[1]
+        if len(r) == 1:  # one box set: a slice assignment per layer
+            own = np.zeros(size, dtype=np.int64)
+            for k in range(1, K): own[tuple(slice(*r[0, k, 2*a:2*a+2]) for a in range(self.d))] = k
+            return own.reshape(1, -1)
+        inside = ((pos >= r[:, :, None, 0:2*self.d:2]) & (pos < r[:, :, None, 1:2*self.d:2])).all(-1)  # (n, K, N)
+        return (inside * np.arange(K)[:, None]).max(1)
 
     def per_batch(self, t, inplace, scratch):
         "One set of boxes for the whole batch: each layer is one slice copy"
-        K, d = self.idx.shape[0], self.d
-        if self.keep_base: out,ks = (t if inplace and K == 2 else t.clone()),range(1, K)
-        else: out,ks = (scratch('out', t) if inplace else torch.empty_like(t)),range(K)
-        for k in ks:
-            r = self.rects[0, k].tolist()
-            lo, hi, s = r[0:2*d:2], r[1:2*d:2], r[2*d:]
-            if any(b <= a for a, b in zip(lo, hi)): continue
-            dst = (..., *map(slice, lo, hi))
-            src = t[(..., *[slice(c, c + b - a) for c, a, b in zip(s, lo, hi)])]
+        if self.keep_base: out = t if inplace and len(self.rows) == 2 else t.clone()
+        else: out = scratch('out', t) if inplace else torch.empty_like(t)
+        for k, lo, s, ext in self.layers:
+            src = _box(t, s, ext)
             # into a new output the crops go straight in; in place the box is copied out first (it may overlap)
-            if out is t: out[dst] = torch.index_select(src, 0, self.idx[k], out=scratch('box', src, src.shape))
-            else: torch.index_select(src, 0, self.idx[k], out=out[dst])
+            if out is not t: torch.index_select(src, 0, self.rows[k], out=_box(out, lo, ext))
+            elif lo == s: src.copy_(torch.index_select(src, 0, self.rows[k], out=scratch('box', src, src.shape)))
+            else: _box(out, lo, ext).copy_(torch.index_select(src, 0, self.rows[k], out=scratch('box', src, src.shape)))
         if inplace and out is not t: scratch.adopt('out', t)
         return out
 
@@ -200,7 +256,7 @@ class Paste:
             # a layer moves positions rigidly: source = output position + a per-(image, layer) offset
             off = self.idx.T * n
             for a in range(d): off = off + (r[..., 2*d + a] - r[..., 2*a]) * strides[a]
-            own = self.owner(size, dev).view(len(r), -1).long()
+            own = self.owner(size, dev).view(len(r), -1).long().expand(off.shape[0], -1)  # one box set (per batch): for all
             self._src = off.gather(1, own).add_(torch.arange(n, device=dev))
         return self._src
 
@@ -227,14 +283,16 @@ class BoxPaste(Paste):
         boxes:np.ndarray, # (n, 2·d) int, `lo, hi` along each spatial axis: one box for the batch (n = 1) or one per image (n = B)
         size:tuple, # the spatial size: (L,), (H, W) or (D, H, W)
         like:Tensor=None, # a batch like those the mix will be applied to: the per-sample masks are made now (drawing ahead)
+        host_idx:np.ndarray=None, # `idx` on the host, if the caller has it
     ):
         boxes, d = np.asarray(boxes, dtype=np.int64), len(size)
         rects = np.zeros((len(boxes), 2, 3 * d), dtype=np.int64)
         rects[:, 0, 1:2*d:2] = size
         rects[:, 1, :2*d], rects[:, 1, 2*d:] = boxes, boxes[:, 0::2]
-        super().__init__(idx, rects, keep_base=True)
+        super().__init__(idx, rects, keep_base=True, host_idx=host_idx)
         self.spans = {}
-        if like is not None and len(boxes) > 1: self.box_spans(like)
+        if like is not None and self.small(like): self.flat_source(like)
+        elif like is not None and len(boxes) > 1: self.box_spans(like)
 
     def box_spans(self, t:Tensor)->list:
         "The boxes' 0/1 spans along each spatial axis ((n, size) each), as `_select` wants them for `t`: made once per dtype and device"
@@ -298,9 +356,10 @@ class TilePaste(Paste):
         host_idx:np.ndarray, # `idx` on the host: the per-sample path plans its row windows there
         like:Tensor=None, # a batch laid out like those the mix will be applied to: plan for it now (while drawing ahead)
     ):
-        super().__init__(idx, rects)
-        self.host_idx,self.plans = np.asarray(host_idx, dtype=np.int64),{}
-        if like is not None and len(self.rects) > 1 and self.d == 2 and _dense(like): self.plan(like)
+        super().__init__(idx, rects, host_idx=host_idx)
+        self.plans = {}
+        if like is not None and self.small(like): self.flat_source(like)
+        elif like is not None and len(self.rects) > 1 and self.d == 2 and _dense(like): self.plan(like)
 
     def per_sample(self, t, inplace, scratch):
         "Each output row is a wide and a narrow piece, each a run of one source row: one window gather per piece"

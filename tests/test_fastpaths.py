@@ -8,6 +8,13 @@ from fastmix.core import *
 from fastmix.geometry import *
 from fastmix.testing import *
 from fastmix.geometry import Scratch, gather_pixels, _windows, _window_plan
+from unittest.mock import patch
+import fastmix.geometry
+
+GATHER = fastmix.geometry._gather_values
+def gather_limit(n):
+    "Batches up to `n` values take `Paste`'s one-gather path (0: none does, so the per-batch and per-sample paths run)"
+    return patch.object(fastmix.geometry, '_gather_values', n)
 
 def reference(geom, t):
     "The definition: a per-pixel source map built from the rectangles, one gather"
@@ -23,8 +30,11 @@ def layout(x, kind):
 @given(shape=st.tuples(st.integers(2, 7), st.integers(1, 4), st.integers(1, 12), st.integers(1, 12)),
        method=st.sampled_from(['cutmix', 'ricap']), mode=st.sampled_from(['batch', 'sample']),
        kind=st.sampled_from(['contiguous', 'channels_last', 'strided']), beta=st.sampled_from([.3, 1., 8.]),
-       seed=st.integers(0, 2**31))
-def test_fast_paths_match_the_definition(shape, method, mode, kind, beta, seed):
+       seed=st.integers(0, 2**31), limit=st.sampled_from([0, GATHER]))
+def test_fast_paths_match_the_definition(shape, method, mode, kind, beta, seed, limit):
+    with gather_limit(limit): fast_paths_match_the_definition(shape, method, mode, kind, beta, seed)
+
+def fast_paths_match_the_definition(shape, method, mode, kind, beta, seed):
     bs, c, h, w = shape
     cb = CutMix(mode=mode, seed=seed, alpha=beta) if method == 'cutmix' else RICAP(mode=mode, seed=seed, beta=beta)
     x = layout(provenance_batch(bs, c, h, w), kind)
@@ -46,8 +56,10 @@ def test_windows_past_the_ends():
 
 @pytest.mark.parametrize('make', [lambda: MixUp(seed=1), lambda: CutMix(mode='sample', seed=1), lambda: RICAP(seed=1),
                                   lambda: RICAP(mode='sample', seed=1), lambda: CutMixUp(mode='sample', seed=1)])
-def test_returned_batches_are_never_written_again(make):
+@pytest.mark.parametrize('limit', [0, GATHER])
+def test_returned_batches_are_never_written_again(make, limit, monkeypatch):
     "In place, RICAP returns a work buffer and reuses the replaced batch later: what it returned must stay as returned"
+    monkeypatch.setattr(fastmix.geometry, '_gather_values', limit)
     cb, kept = make(), []
     for i in range(5):
         x = torch.randn(6, 3, 9, 11, generator=torch.Generator().manual_seed(i))
@@ -57,8 +69,10 @@ def test_returned_batches_are_never_written_again(make):
 
 @pytest.mark.parametrize('feed_back', [False, True])
 @pytest.mark.parametrize('mode', ['batch', 'sample'])
-def test_same_tensor_every_batch(feed_back, mode):
+@pytest.mark.parametrize('limit', [0, GATHER])
+def test_same_tensor_every_batch(feed_back, mode, limit, monkeypatch):
     "A loader that yields one tensor again and again (or the mixed batch back): never read and written at once"
+    monkeypatch.setattr(fastmix.geometry, '_gather_values', limit)
     cb, x = RICAP(mode=mode, seed=3), provenance_batch(5, 2, 8, 9)
     for _ in range(4):
         x0 = x.clone()
