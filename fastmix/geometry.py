@@ -135,12 +135,15 @@ def gather_pixels(t:Tensor, src:Tensor)->Tensor:
     for c in range(r): ov[:, c] = tc.take(base + c * n)
     return out
 
-def _box(t:Tensor, corner:list, ext:list)->Tensor:
-    "View of the box of extent `ext` at `corner` along `t`'s last `len(corner)` dims: one `as_strided` (slicing costs one op per axis)"
-    st, d = t.stride(), len(corner)
-    return t.as_strided((*t.shape[:t.ndim-d], *ext), st, t.storage_offset() + sum(c * s for c, s in zip(corner, st[t.ndim-d:])))
+def _box(t:Tensor, corner:list, ext:list, item:int=None)->Tensor:
+    "View of the box of extent `ext` at `corner` along `t`'s last `len(corner)` dims (of item `item` alone if given): one `as_strided`"
+    st, d = t.stride(), len(corner)  # (slicing costs one op per axis)
+    off = t.storage_offset() + sum(c * s for c, s in zip(corner, st[t.ndim-d:]))
+    if item is None: return t.as_strided((*t.shape[:t.ndim-d], *ext), st, off)
+    return t.as_strided((*t.shape[1:t.ndim-d], *ext), st[1:], off + item * st[0])
 
 _gather_values = 1 << 14  # `Paste` batches up to this many values: one gather of a precomputed index, not per-layer copies
+_box_values = 1 << 16  # per sample, images of at least this many values: one strided copy per image and layer
 
 @functools.lru_cache(maxsize=16)
 def _grid(rest:tuple, d:int)->tuple:
@@ -200,7 +203,8 @@ class Paste:
             # a layer moves positions rigidly: source = position + (source corner − box corner), in image `idx[k, b]`
             off = self.host_idx.T * (n * len(ch)) + (rects[..., 2*d:] - rects[..., 0:2*d:2]) @ strides  # (bs, K)
             src = (off[:, own[0]] if len(own) == 1 else np.take_along_axis(off, own, 1)) + pos_i  # (bs, N): channel 0 of each source
-            self._flat = (t.shape, t.device), to_device((src[:, None] + ch).reshape(t.shape), t.device)
+            flat = np.add(src[:, None], ch, order='C')  # (bs, r, N); numpy may otherwise lay a broadcast sum out as it likes
+            self._flat = (t.shape, t.device), to_device(flat.reshape(t.shape), t.device)
         return self._flat[1]
 
     def host_owner(self, pos:np.ndarray, size:tuple)->np.ndarray:
@@ -212,6 +216,17 @@ class Paste:
             return own.reshape(1, -1)
         inside = ((pos >= r[:, :, None, 0:2*self.d:2]) & (pos < r[:, :, None, 1:2*self.d:2])).all(-1)  # (n, K, N)
         return (inside * np.arange(K)[:, None]).max(1)
+
+    def per_image(self, t, inplace, scratch):
+        "Boxes per image, on large images: every layer of every image one strided copy (its call costs little beside the copy)"
+        out = scratch('out', t) if inplace else torch.empty_like(t)
+        d, idx = self.d, self.host_idx.tolist()  # layer 0 covers the whole output (`rects`), so every value is written
+        for b, layers in enumerate(self.rects.tolist()):
+            for k, r in enumerate(layers):
+                lo, ext = r[0:2*d:2], [h - l for l, h in zip(r[0:2*d:2], r[1:2*d:2])]
+                if min(ext) > 0: _box(out, lo, ext, b).copy_(_box(t, r[2*d:], ext, idx[k][b]))
+        if inplace: scratch.adopt('out', t)
+        return out
 
     def per_batch(self, t, inplace, scratch):
         "One set of boxes for the whole batch: each layer is one slice copy"
@@ -363,6 +378,7 @@ class TilePaste(Paste):
 
     def per_sample(self, t, inplace, scratch):
         "Each output row is a wide and a narrow piece, each a run of one source row: one window gather per piece"
+        if t.numel() >= _box_values * t.shape[0]: return self.per_image(t, inplace, scratch)  # (`host_idx` is always given)
         if self.d != 2: return super().per_sample(t, inplace, scratch)  # signals and volumes: the general gather
         if not _dense(t):
             out = self.per_sample(t.contiguous(), False, scratch)

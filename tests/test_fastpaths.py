@@ -12,9 +12,10 @@ from unittest.mock import patch
 import fastmix.geometry
 
 GATHER = fastmix.geometry._gather_values
-def gather_limit(n):
-    "Batches up to `n` values take `Paste`'s one-gather path (0: none does, so the per-batch and per-sample paths run)"
-    return patch.object(fastmix.geometry, '_gather_values', n)
+PATHS = {'gather': {'_gather_values': GATHER}, 'general': {'_gather_values': 0}, 'per image': {'_gather_values': 0, '_box_values': 1}}
+def paths(name):
+    "Which of `Paste`'s paths small test batches take: as they are (one gather), the general ones, or one copy per image and box"
+    return patch.multiple(fastmix.geometry, **PATHS[name])
 
 def reference(geom, t):
     "The definition: a per-pixel source map built from the rectangles, one gather"
@@ -30,9 +31,9 @@ def layout(x, kind):
 @given(shape=st.tuples(st.integers(2, 7), st.integers(1, 4), st.integers(1, 12), st.integers(1, 12)),
        method=st.sampled_from(['cutmix', 'ricap']), mode=st.sampled_from(['batch', 'sample']),
        kind=st.sampled_from(['contiguous', 'channels_last', 'strided']), beta=st.sampled_from([.3, 1., 8.]),
-       seed=st.integers(0, 2**31), limit=st.sampled_from([0, GATHER]))
-def test_fast_paths_match_the_definition(shape, method, mode, kind, beta, seed, limit):
-    with gather_limit(limit): fast_paths_match_the_definition(shape, method, mode, kind, beta, seed)
+       seed=st.integers(0, 2**31), path=st.sampled_from(list(PATHS)))
+def test_fast_paths_match_the_definition(shape, method, mode, kind, beta, seed, path):
+    with paths(path): fast_paths_match_the_definition(shape, method, mode, kind, beta, seed)
 
 def fast_paths_match_the_definition(shape, method, mode, kind, beta, seed):
     bs, c, h, w = shape
@@ -56,10 +57,12 @@ def test_windows_past_the_ends():
 
 @pytest.mark.parametrize('make', [lambda: MixUp(seed=1), lambda: CutMix(mode='sample', seed=1), lambda: RICAP(seed=1),
                                   lambda: RICAP(mode='sample', seed=1), lambda: CutMixUp(mode='sample', seed=1)])
-@pytest.mark.parametrize('limit', [0, GATHER])
-def test_returned_batches_are_never_written_again(make, limit, monkeypatch):
+@pytest.mark.parametrize('path', PATHS)
+def test_returned_batches_are_never_written_again(make, path):
     "In place, RICAP returns a work buffer and reuses the replaced batch later: what it returned must stay as returned"
-    monkeypatch.setattr(fastmix.geometry, '_gather_values', limit)
+    with paths(path): returned_batches_are_never_written_again(make)
+
+def returned_batches_are_never_written_again(make):
     cb, kept = make(), []
     for i in range(5):
         x = torch.randn(6, 3, 9, 11, generator=torch.Generator().manual_seed(i))
@@ -69,10 +72,12 @@ def test_returned_batches_are_never_written_again(make, limit, monkeypatch):
 
 @pytest.mark.parametrize('feed_back', [False, True])
 @pytest.mark.parametrize('mode', ['batch', 'sample'])
-@pytest.mark.parametrize('limit', [0, GATHER])
-def test_same_tensor_every_batch(feed_back, mode, limit, monkeypatch):
+@pytest.mark.parametrize('path', PATHS)
+def test_same_tensor_every_batch(feed_back, mode, path):
     "A loader that yields one tensor again and again (or the mixed batch back): never read and written at once"
-    monkeypatch.setattr(fastmix.geometry, '_gather_values', limit)
+    with paths(path): same_tensor_every_batch(feed_back, mode)
+
+def same_tensor_every_batch(feed_back, mode):
     cb, x = RICAP(mode=mode, seed=3), provenance_batch(5, 2, 8, 9)
     for _ in range(4):
         x0 = x.clone()
