@@ -43,7 +43,7 @@ shape and thread count stops after 10 rounds once its `--budget` is spent. The t
 
     python benchmarks/bench_mix.py                 # full run (a few minutes), writes benchmarks/results/bench_cpu.{md,json}
     python benchmarks/bench_mix.py --quick --out /tmp/bench   # CI smoke test: tiny shapes, 3 repetitions, seconds
-    python benchmarks/bench_mix.py --parts event,e2e --variants default --baseline main --stem bench_event  # issue 13
+    python benchmarks/bench_mix.py --parts event,e2e --variants default --baseline 5ad1cf7 --stem bench_event  # issue 13: per-batch overhead, before and after
 """
 from __future__ import annotations
 import argparse, json, os, shlex, sys, time
