@@ -66,6 +66,18 @@ _fresh = _Fresh()
 # %% ../nbs/41_geometry.ipynb #c950b008
 def _bcast(w:Tensor, t:Tensor)->Tensor: return (w if w.dtype == t.dtype else w.to(t.dtype)).view(-1, *[1]*(t.ndim-1))
 
+_box_values = 1 << 16  # on CPU, images of at least this many values are mixed one by one: each call costs little beside its image
+
+def _cycles(p:np.ndarray)->list|None:
+    "The cycles of `p` (lists of indices, each mapped by `p` to the next), or None if `p` is not a permutation"
+    if not np.array_equal(np.sort(p), np.arange(len(p))): return None
+    p, seen, out = p.tolist(), [False] * len(p), []
+    for s in range(len(p)):
+        c, b = [], s
+        while not seen[b]: seen[b] = True; c.append(b); b = p[b]
+        if c: out.append(c)
+    return out
+
 def _image_rows(t:Tensor)->Tensor|None:
     "(B, n) view of `t`'s memory when each image is one contiguous block (standard or channels_last layout)"
     if t.is_contiguous(): return t.view(t.shape[0], -1)
@@ -94,6 +106,9 @@ class Blend:
     def apply(self, t:Tensor, inplace:bool=False, scratch:Scratch=None)->Tensor:
         "Blend the sources of `t`; write into `t` if `inplace` and the base is `t` itself"
         if self.keep_base and self.idx.shape[0] == 2:
+            if inplace and t.is_cpu and not t.requires_grad and t.numel() >= _box_values * t.shape[0]:
+                cycles = _cycles(self.rows[1].numpy())
+                if cycles is not None: return self.by_cycles(t, cycles, scratch or _fresh)
             # lerp(a, b, w) = a + w·(b − a): exactly `a` where w = 0; the partners must be copied out before `t` changes
             # a tensor in an autograd graph (a hidden activation) can't be copied into a buffer: index it
             partner = t[self.rows[1]] if t.requires_grad else take_images(t, self.rows[1], (scratch or _fresh)('partners', t))
@@ -102,6 +117,18 @@ class Blend:
         out = t[self.rows[0]] * _bcast(self.weights[:, 0], t)
         for k in range(1, len(self.rows)): out.addcmul_(t[self.rows[k]], _bcast(self.weights[:, k], t))
         return t.copy_(out) if inplace else out
+
+    def by_cycles(self, t:Tensor, cycles:list, scratch)->Tensor:
+        "In place, image by image along each cycle of the partners' permutation, so every partner is read before it is written"
+        # one pass over the batch instead of copying all partners out first; only a cycle's first image is overwritten
+        # before it is read (by the cycle's last), so it alone is copied out. Weights rounded to `t`'s dtype, as `_bcast` does
+        w = [self.w] * len(t) if self.w is not None else self.weights[:, 1].to(t.dtype).tolist()
+        first = scratch('first', t[0])
+        for c in cycles:
+            first.copy_(t[c[0]])
+            for b, src in zip(c, c[1:]): t[b].lerp_(t[src], w[b])
+            t[c[-1]].lerp_(first, w[c[-1]])
+        return t
 
 # %% ../nbs/41_geometry.ipynb #fe05ad42
 def _span(lo, hi, n:int)->np.ndarray:
@@ -143,7 +170,6 @@ def _box(t:Tensor, corner:list, ext:list, item:int=None)->Tensor:
     return t.as_strided((*t.shape[1:t.ndim-d], *ext), st[1:], off + item * st[0])
 
 _gather_values = 1 << 14  # `Paste` batches up to this many values: one gather of a precomputed index, not per-layer copies
-_box_values = 1 << 16  # per sample, images of at least this many values: one strided copy per image and layer
 
 @functools.lru_cache(maxsize=16)
 def _grid(rest:tuple, d:int)->tuple:

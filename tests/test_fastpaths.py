@@ -104,3 +104,28 @@ def test_mixed_ce_with_ignored_targets(ignore_index, red, K):
     ga, = torch.autograd.grad(got.sum(), pred)
     ge, = torch.autograd.grad(exp.sum(), pred)
     torch.testing.assert_close(ga, ge)
+
+@pytest.mark.parametrize('mode', ['batch', 'sample'])
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32, torch.bfloat16])
+@pytest.mark.parametrize('kind', ['contiguous', 'channels_last'])
+def test_mixup_by_cycles_is_the_blend(mode, dtype, kind):
+    "Large images are blended in place along the permutation's cycles: bit for bit the gather-then-lerp result"
+    cb, s = MixUp(seed=5, mode=mode, p=.7), Scratch()
+    for i in range(4):
+        x = layout(torch.randn(9, 3, 10, 12, generator=torch.Generator().manual_seed(i)).to(dtype), kind)
+        mix = cb.draw(x, np.arange(9) % 3 > 0 if mode == 'sample' else None)
+        ref = mix.geom.apply(x.clone(memory_format=torch.preserve_format), inplace=True, scratch=s)
+        with paths('per image'):
+            xi = x.clone(memory_format=torch.preserve_format)
+            got = mix.geom.apply(xi, inplace=True, scratch=s)
+        assert got is xi and torch.equal(got, ref)
+        # and the definition: each image blended with its partner by its weight (per batch: one number, not rounded)
+        w = mix.geom.w if mode == 'batch' else mix.weights[:, 1].to(dtype).view(-1, 1, 1, 1)
+        assert torch.equal(ref, x.lerp(x[mix.idx[1]], w))
+
+def test_blend_by_cycles_needs_a_permutation():
+    "Partners drawn with repeats are no permutation: the large-image path falls back to gathering them first"
+    x = torch.randn(4, 3, 8, 8, dtype=torch.float64)
+    idx, w = torch.tensor([[0, 1, 2, 3], [1, 1, 0, 2]]), torch.tensor([[.7, .3]] * 4, dtype=torch.float64)
+    with paths('per image'): got = Blend(idx, w).apply(x.clone(), inplace=True, scratch=Scratch())
+    assert torch.equal(got, x.lerp(x[idx[1]], .3))
