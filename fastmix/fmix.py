@@ -72,6 +72,6 @@ class FMix(MixHandler):
         if on is not None: k = np.where(on, k, 0)
         mask = top_mask(fourier_noise(self.rng, n, h, w, self.decay), k)
         share = k / (h * w)
-        idx = to_device(self.pairs(bs), x.device)
+        idx = to_device(host := self.pairs(bs), x.device)
         weights = to_device(np.broadcast_to(np.stack([1 - share, share], -1), (bs, 2)).astype(np.float32), x.device)
-        return Mix(idx, weights, MaskPaste(idx, mask))
+        return Mix(idx, weights, MaskPaste(idx, mask, host_idx=host, like=x))

@@ -12,7 +12,7 @@ from torch import Tensor
 
 # %% auto #0
 __all__ = ['to_device', 'Scratch', 'take_images', 'Blend', 'gather_pixels', 'Paste', 'cutmix_boxes', 'BoxPaste', 'ricap_rects',
-           'TilePaste', 'MaskPaste', 'nearest_index', 'resize_batch', 'ResizePaste']
+           'TilePaste', 'MaskPaste', 'sample_points', 'nearest_index', 'resize_batch', 'ResizePaste']
 
 # %% ../nbs/41_geometry.ipynb #65eb0323
 def to_device(a, dev)->Tensor:
@@ -470,7 +470,23 @@ class MaskPaste:
     def __init__(self,
         idx:Tensor, # (2, B) source indices: the image itself, then its partner
         mask:np.ndarray, # (n, H, W) bool: where the partner's pixels go; one mask (per batch) or one per image
-    ): self.idx,self.mask,self._on = idx,np.asarray(mask, dtype=bool),{}
+        host_idx:np.ndarray=None, # `idx` on the host, if the caller has it (read from `idx` itself on CPU): small batches are planned there
+        like:Tensor=None, # a batch like the ones it will be applied to: a small one is planned now
+    ):
+        self.idx,self.mask,self._on,self._flat = idx,np.asarray(mask, dtype=bool),{},None
+        self.host_idx = np.asarray(host_idx, dtype=np.int64) if host_idx is not None else idx.numpy() if idx.device.type == 'cpu' else None
+        if like is not None and self.small(like): self.flat_source(like)
+
+    small,gather_all = Paste.small,Paste.gather_all  # a small batch: one gather, as `Paste`'s
+
+    def flat_source(self, t:Tensor)->Tensor:
+        "Index shaped like `t` of the source of every value of `t`: the partner's where the mask is set, its own elsewhere"
+        if self._flat is None or self._flat[0] != (t.shape, t.device):
+            bs, (h, w), c = t.shape[0], t.shape[-2:], math.prod(t.shape[1:-2])
+            src = np.where(np.broadcast_to(self.mask, (bs, h, w)), self.host_idx[1][:, None, None], np.arange(bs)[:, None, None])
+            flat = (src[:, None] * c + np.arange(c)[:, None, None]) * (h * w) + np.arange(h * w).reshape(h, w)
+            self._flat = (t.shape, t.device), to_device(flat.reshape(t.shape), t.device)
+        return self._flat[1]
 
     def mask_on(self, dev)->Tensor:
         "The mask on `dev`, as bytes (copied once)"
@@ -479,6 +495,7 @@ class MaskPaste:
 
     def apply(self, t:Tensor, inplace:bool=False, scratch:Scratch=None)->Tensor:
         "The partner's pixels where the mask is set; `t` may be (B, H, W) or (B, C, H, W)"
+        if self.small(t): return self.gather_all(t, inplace, scratch or _fresh)
         (h, w), m = t.shape[-2:], self.mask_on(t.device)
         m = m.to(t.dtype) if t.is_floating_point() else m
         partners = take_images(t, self.idx[1], (scratch or _fresh)('partners', t))
@@ -495,9 +512,30 @@ class MaskPaste:
         return np.broadcast_to(np.array([0, h, 0, w, 0, 0]), (n, 2, 6))
 
 # %% ../nbs/41_geometry.ipynb #883b938e
+@functools.lru_cache(maxsize=64)
+def _sample_table(n:int, bilinear:bool, dtype:type)->tuple:
+    "`sample_points` for every output size 0…n, computed once per input size"
+    o, f = np.arange(n + 1), np.dtype(dtype).type
+    i, scale = np.arange(n, dtype=f), f(n) / np.maximum(o, 1).astype(f)[:, None]
+    if not bilinear: return np.minimum(np.floor(i * scale).astype(np.int64), n - 1)[None], None, i < o[:, None]
+    src = np.maximum(scale * (i + f(.5)) - f(.5), f(0))
+    i0 = np.minimum(src.astype(np.int64), n - 1)
+    lam = np.clip(src - i0.astype(f), f(0), f(1))
+    return np.stack([i0, i0 + (i0 < n - 1)]), np.stack([1 - lam, lam]), i < o[:, None]
+
+def sample_points(
+    n:int, # input size along the axis
+    o:np.ndarray, # (m,) output sizes, each at most `n`
+    bilinear:bool=True, # bilinear (`align_corners=False`); else nearest-neighbour
+    dtype:type=np.float32, # the precision F.interpolate computes in: float64 for float64 tensors, else float32
+)->tuple: # sources (T, m, n) int, weights (T, m, n) of `dtype` (None if nearest), which outputs exist (m, n) bool
+    "Where `F.interpolate` samples output pixel `i < o` along an axis of `n`: 2 sources and weights (bilinear) or 1 (nearest)"
+    s, w, v = _sample_table(n, bilinear, dtype)
+    return s[:, o], None if w is None else w[:, o], v[o]
+
 def nearest_index(n:int, o:int)->np.ndarray:
     "Source index of each of `o` pixels resized from `n`, as `F.interpolate(mode='nearest')` picks it: `⌊i·(n/o)⌋` in float32"
-    return np.minimum(np.floor(np.arange(o, dtype=np.float32) * (np.float32(n) / np.float32(o))).astype(np.int64), n - 1)
+    return sample_points(n, np.array([o]), bilinear=False)[0][0, 0, :o]
 
 def resize_batch(t:Tensor, size:tuple)->Tensor:
     "`t` (B, …, H, W) resized to `size`: bilinear for float tensors (images), nearest-neighbour for integer ones (masks)"
@@ -517,10 +555,12 @@ class ResizePaste:
         idx:Tensor, # (2, B) source indices: the image itself, then its partner
         boxes:np.ndarray, # (n, 4) int `y0, y1, x0, x1` of the box: one row (per batch) or one per image
         partner:np.ndarray=None, # `idx[1]` on the host, if the caller has it
+        like:Tensor=None, # a batch like the ones it will be applied to: a small one is planned now
     ):
         self.idx,self.boxes = idx,np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
         self.partner = np.asarray(idx[1].cpu() if partner is None else partner, dtype=np.int64)
-        self._groups,self._owner = {},None
+        self._groups,self._owner,self._flat = {},None,None
+        if like is not None and self.small(like): self.flat_plan(like)
 
     def groups(self, dev)->list:
         "Per box size `(bh, bw)`: the images with a box of that size, their partners, their box rows and columns, on `dev`"
@@ -536,8 +576,40 @@ class ResizePaste:
             self._groups[dev] = gs
         return self._groups[dev]
 
+    def small(self, t:Tensor)->bool:
+        "A batch so small that a few tensor ops cost more than moving its values: one gather does it (in any memory layout)"
+        return t.numel() <= _gather_values and t.ndim >= 3
+
+    def flat_plan(self, t:Tensor)->tuple:
+        "Flat index of every pasted value of `t` (N,), of its sources (T, N), and their weights (T, N) (None: nearest), on `t`'s device"
+        key = (t.shape, t.dtype, t.device)
+        if self._flat is None or self._flat[0] != key:
+            bs, (h, w), c = t.shape[0], t.shape[-2:], math.prod(t.shape[1:-2])
+            y0, y1, x0, x1 = np.broadcast_to(self.boxes, (bs, 4)).T
+            f = np.float64 if t.dtype == torch.float64 else np.float32
+            (ry, wy, vy), (rx, wx, vx) = (sample_points(n, o, t.is_floating_point(), f) for n, o in ((h, y1 - y0), (w, x1 - x0)))
+            # flat index of (image, channel, row, column), each source corner on its own leading axes (T rows × T columns)
+            def at(b, r, q): return (b[:, None] * c + np.arange(c))[:, :, None, None] * (h * w) + r[..., :, None, :, None] * w + q[..., :, None, None, :]
+            inside = np.broadcast_to((vy[:, :, None] & vx[:, None, :])[:, None], (bs, c, h, w))  # (image, channel, i, j) pasted
+            dst = at(np.arange(bs), y0[:, None] + np.arange(h), x0[:, None] + np.arange(w))[inside]
+            src = at(self.partner, ry[:, None], rx[None])[..., inside].reshape(len(ry) * len(rx), -1)
+            wts = None
+            if wy is not None:  # low precision is weighed in float32 and rounded once, as F.interpolate does
+                wts = np.broadcast_to(wy[:, None, :, None, :, None] * wx[None, :, :, None, None, :], (2, 2, *inside.shape))
+                wts = to_device(wts[..., inside].reshape(4, -1), t.device).to(torch.promote_types(t.dtype, torch.float32))
+            self._flat = key, to_device(dst, t.device), to_device(src, t.device), wts
+        return self._flat[1:]
+
+    def gather_small(self, t:Tensor, inplace:bool)->Tensor:
+        "Every pasted value from its sources by one gather over the flat batch, weighed, then one indexed write (`take` and `put_` index the batch in its logical order, whatever its layout)"
+        dst, src, wts = self.flat_plan(t)
+        v = torch.take(t, src)
+        v = v[0] if wts is None else (v.to(wts.dtype) * wts).sum(0).to(t.dtype)
+        return (t if inplace else t.clone()).put_(dst, v)
+
     def apply(self, t:Tensor, inplace:bool=False, scratch:Scratch=None)->Tensor:
         "Paste every image's resized partner into its box; `t` may be (B, H, W) or (B, C, H, W)"
+        if self.small(t): return self.gather_small(t, inplace)
         if len(self.boxes) == 1:
             y0, y1, x0, x1 = self.boxes[0].tolist()
             out = t if inplace else t.clone()

@@ -1,4 +1,4 @@
-"The fast per-sample paste paths (CutMix mask, RICAP row windows), work buffers and the mixed cross-entropy, against their definitions"
+"The fast paste paths (CutMix mask, RICAP row windows, one gather for small batches, ResizeMix's gather), work buffers and the mixed cross-entropy, against their definitions"
 import numpy as np, torch, pytest
 import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st, HealthCheck
@@ -129,3 +129,39 @@ def test_blend_by_cycles_needs_a_permutation():
     idx, w = torch.tensor([[0, 1, 2, 3], [1, 1, 0, 2]]), torch.tensor([[.7, .3]] * 4, dtype=torch.float64)
     with paths('per image'): got = Blend(idx, w).apply(x.clone(), inplace=True, scratch=Scratch())
     assert torch.equal(got, x.lerp(x[idx[1]], .3))
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(shape=st.tuples(st.integers(1, 7), st.integers(0, 4), st.integers(1, 12), st.integers(1, 12)),
+       mode=st.sampled_from(['batch', 'sample']), kind=st.sampled_from(['contiguous', 'channels_last', 'strided']),
+       dtype=st.sampled_from([torch.float32, torch.float64, torch.bfloat16]), seed=st.integers(0, 2**31))
+def test_resizemix_gather_matches_interpolate(shape, mode, kind, dtype, seed):
+    "ResizeMix's small-batch gather (`ResizePaste.gather_small`) against the general path (`F.interpolate` per box size)"
+    bs, c, h, w = shape
+    x = layout(torch.rand(bs, *([c] if c else []), h, w).to(dtype), kind if c else 'contiguous')  # c = 0: (B, H, W)
+    masks = torch.randint(0, 5, (bs, h, w))
+    geom = ResizeMix(mode=mode, seed=seed, scale=(.05, 1.)).draw(x, np.ones(bs, bool) if mode == 'sample' else None).geom
+    assert geom.small(x) and geom.small(masks)
+    with paths('general'): assert not geom.small(x); ref, mref = geom.apply(x), geom.apply(masks)
+    out = geom.apply(x)
+    torch.testing.assert_close(out, ref)  # bilinear: the same sample points and weights, summed in another order
+    assert torch.equal(geom.apply(masks), mref)  # nearest: the same pixels
+    xi = x.clone(memory_format=torch.preserve_format)
+    assert geom.apply(xi, inplace=True) is xi and torch.equal(xi, out)
+    assert out.stride() == ref.stride()
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(shape=st.tuples(st.integers(1, 7), st.integers(0, 4), st.integers(1, 12), st.integers(1, 12)),
+       mode=st.sampled_from(['batch', 'sample']), kind=st.sampled_from(['contiguous', 'channels_last', 'strided']),
+       seed=st.integers(0, 2**31))
+def test_fmix_gather_is_the_mask_paste(shape, mode, kind, seed):
+    "FMix's small-batch gather (`MaskPaste.flat_source`) against the general path (partners blended in by the mask): bit for bit"
+    bs, c, h, w = shape
+    x = layout(provenance_batch(bs, max(c, 1), h, w), kind if c else 'contiguous')
+    x = x if c else x[:, 0].contiguous()
+    masks = torch.randint(0, 5, (bs, h, w))
+    geom = FMix(mode=mode, seed=seed).draw(x, np.ones(bs, bool) if mode == 'sample' else None).geom
+    with paths('general'): ref, mref = geom.apply(x), geom.apply(masks)
+    assert geom.small(x) == x.is_contiguous()
+    assert torch.equal(geom.apply(x), ref) and torch.equal(geom.apply(masks), mref)
+    s = Scratch()
+    for _ in range(2): assert torch.equal(geom.apply(x.clone(memory_format=torch.preserve_format), inplace=True, scratch=s), ref)
