@@ -63,10 +63,12 @@ def make_learner(cbs, n_train=16, n_valid=8, hw=8, bs=8, dev=None):
     dls = DataLoaders(FDL(ds(n_train), bs=bs, shuffle=True, drop_last=True), FDL(ds(n_valid), bs=bs), device=dev)
     return Learner(dls, small_cnn(3, N_CLS), loss_func=CrossEntropyLossFlat(), cbs=cbs)
 
-def callback_driver(cb, y):
-    "Drive `cb` through a real Learner's events: `before_fit`, `before_train` once, then `before_batch` per call"
+def callback_driver(cb, y, n_iter:int=1):
+    """Drive `cb` through a real Learner's events: `before_fit`, `before_train` once, then `before_batch` per call;
+    `n_iter`: the batches of the epoch, as a fit sets it (over 1, fastmix draws mixes ahead, as in a fit)"""
     learn = make_learner(cb)
     learn.training, learn.epoch, learn.n_epoch, learn.pct_train, learn.train_iter, learn.iter = True, 0, 1, 0., 0, 0
+    learn.n_iter = n_iter
     cb('before_fit'); cb('before_train')
     def fn(x):
         learn.xb, learn.yb = (x,), (y,)
@@ -239,6 +241,19 @@ def event_contenders(baseline=None)->list:
     return cs
 
 TIMM_IN_FIT = 'timm Mixup(batch) in a callback'
+DIRECT = ' called directly'  # the suffix of the contenders called directly on clones, outside a fit
+
+def direct_contenders()->list:
+    """Called directly on clones of a batch, a call after the other (warm caches, no model step between): timm's batch
+    `Mixup`, and each fastmix mixer per batch through its `before_batch` (`callback_driver` in a long epoch: mixes are
+    drawn ahead as in a fit, so the median is a call without a draw and the mean carries the draws). `make(y)` returns
+    `fn(x)`, or None without timm"""
+    cs = [C('timm Mixup(batch)' + DIRECT, 'event timm', 'peer', timm_batch_mixup, 'no-op callback')]
+    for label, m in mixers():
+        if label == 'ManifoldMixUp': continue  # mixes hidden activations in the forward pass: nothing to call here
+        cs.append(C(f'fastmix {label}(batch)' + DIRECT, f'event {label}/batch', 'direct',
+                    lambda y, m=m: callback_driver(m(mode='batch', seed=0), y, n_iter=10**6), 'no-op callback'))
+    return cs
 
 def timm_callback():
     """timm's batch `Mixup` called from a callback's `before_batch` on the fit's own batch: the same bracket and cache

@@ -19,7 +19,7 @@ import contextlib, gc, json, math, os, random, subprocess, sys, tempfile, time, 
 from pathlib import Path
 import numpy as np, torch
 from contenders import C, N_CLS, make_learner, mix_contenders, loss_contenders, e2e_contenders
-from contenders import event_contenders, bracket_callbacks, timm_batch_mixup
+from contenders import event_contenders, direct_contenders, bracket_callbacks, timm_batch_mixup
 
 NOMMAP_ENV = {'MALLOC_MMAP_MAX_': '0', 'MALLOC_TRIM_THRESHOLD_': '4294967295'}
 VARIANTS = ('default', 'nommap')
@@ -198,9 +198,9 @@ def _cpu_timed(timer, fn, arg)->tuple:
 def measure_event(a, dev, timer, row, t_start, baseline=None):
     """Per batch, the host time between two bracket callbacks around `before_batch` in real fits (every batch kept: the
     mean carries the batches where mixes are drawn ahead); one fit per contender per round, in a new random order;
-    timm's batch `Mixup` called directly on clones of a batch of the same shape, as one more contender of the round"""
-    cs = event_contenders(baseline)
-    timm_c = C('timm Mixup(batch) called directly', 'event timm', 'peer', None, 'no-op callback')
+    timm's batch `Mixup` and fastmix's per-batch mixers called directly (`direct_contenders`) on clones of a batch of the
+    same shape, `nb` calls in a row, as more contenders of the round"""
+    cs, direct = event_contenders(baseline), direct_contenders()
     for shape in ([(4, 3, 8, 8)] if a.quick else EVENT_SHAPES):
         nb = max(8, min(64, 4096 // shape[0]))  # batches per fit
         for thr in a.threads:
@@ -208,23 +208,23 @@ def measure_event(a, dev, timer, row, t_start, baseline=None):
             learners = _event_learners(cs, shape, nb, dev)
             g = torch.Generator().manual_seed(0)
             xt, yt = torch.rand(*shape, generator=g).to(dev), torch.randint(0, N_CLS, (shape[0],), generator=g).to(dev)
-            timm = timm_batch_mixup(yt)
-            times, order = {n: [] for n in list(learners) + ['timm']}, list(learners) + (['timm'] if timm else [])
+            calls = {c.name: c.make(yt) for c in direct}
+            calls = {n: f for n, f in calls.items() if f is not None}  # timm may be missing
+            times, order = {n: [] for n in list(learners) + list(calls)}, list(learners) + list(calls)
             cpu = {n: [] for n in times}
             rng, t0 = random.Random(0), time.time()
             for r in range(1 + (1 if a.quick else 8)):  # the first round warms up
                 if r > 3 and time.time() - t0 > a.budget: break
                 rng.shuffle(order)
                 for n in order:
-                    if n == 'timm': ts, cs_ = zip(*(_cpu_timed(timer, timm, xt.clone()) for _ in range(nb)))
+                    if n in calls: ts, cs_ = zip(*(_cpu_timed(timer, calls[n], xt.clone()) for _ in range(nb)))
                     else:
                         learn, cl = learners[n]; cl.ts, cl.cpu = [], []
                         with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
                         ts, cs_ = cl.ts, cl.cpu
                     if r: times[n] += ts; cpu[n] += cs_
-            for c in cs: row('event', shape, thr, c, times[c.name], cpu_ns=cpu[c.name])
-            if timm: row('event', shape, thr, timm_c, times['timm'], cpu_ns=cpu['timm'])
-            del learners
+            for c in cs + [c for c in direct if c.name in calls]: row('event', shape, thr, c, times[c.name], cpu_ns=cpu[c.name])
+            del learners, calls
             print(f'[{a.variant}] event {tuple(shape)} threads={thr} done ({time.time() - t_start:.0f}s)', flush=True)
 
 def baseline_package(rev:str, dest:Path):

@@ -613,7 +613,8 @@ class ResizePaste:
         if len(self.boxes) == 1:
             y0, y1, x0, x1 = self.boxes[0].tolist()
             out = t if inplace else t.clone()
-            if y1 > y0 and x1 > x0: out[..., y0:y1, x0:x1] = resize_batch(t, (y1 - y0, x1 - x0))[self.idx[1]]
+            ext = [y1 - y0, x1 - x0]  # the partners go straight into the box: `t` is read whole before it is written
+            if min(ext) > 0: torch.index_select(resize_batch(t, ext), 0, self.idx[1], out=_box(out, [y0, x0], ext))
             return out
         # per sample: one `resize_batch` per box size (its result is exactly F.interpolate's), all read before any write
         pieces = [(b, r, c, resize_batch(t.index_select(0, p), size)) for size, b, p, r, c in self.groups(t.device)]
