@@ -146,8 +146,10 @@ def measure_loss(a, dev, timer, row, t_start):
 def measure_e2e(a, dev, row, t_start, baseline=None):
     "The training phase of one epoch per contender, epochs interleaved, at every thread count"
     from fastai.basics import Callback
-    n_train, bs = (64, 32) if a.quick else (256, 64)
-    reps = 1 if a.quick else 5
+    # 16 batches an epoch: what happens once per fit (the first batch's buffers, its draws ahead) weighs as it would in
+    # an epoch of a real dataset only when the epoch has more than a handful of batches
+    n_train, bs = (64, 32) if a.quick else (1024, 64)
+    reps = 1 if a.quick else 7
     class EpochTimer(Callback):
         order = -50
         def before_train(self): self.t0 = time.perf_counter_ns()
