@@ -236,19 +236,20 @@ def event_contenders(baseline=None)->list:
                 cs.append(C(f'{pre} {label}({mode})', f'event {label}/{mode}', kind, lambda m=m, mode=mode: m(mode=mode, seed=0), 'no-op callback'))
     cs.append(C('fastai MixUp', 'event MixUp/sample', 'peer', lambda: fa.MixUp(.4), 'no-op callback'))
     cs.append(C('fastai CutMix', 'event CutMix/batch', 'peer', lambda: fa.CutMix(1.), 'no-op callback'))
-    if timm_batch_mixup(torch.zeros(1, dtype=torch.long)) is not None:
+    if _timm_mixup() is not None:
         cs.append(C(TIMM_IN_FIT, 'event timm', 'info', timm_callback, 'no-op callback'))
     return cs
 
 TIMM_IN_FIT = 'timm Mixup(batch) in a callback'
 DIRECT = ' called directly'  # the suffix of the contenders called directly on clones, outside a fit
+TIMM_DIRECT = 'timm Mixup(batch)' + DIRECT
 
 def direct_contenders()->list:
     """Called directly on clones of a batch, a call after the other (warm caches, no model step between): timm's batch
     `Mixup`, and each fastmix mixer per batch through its `before_batch` (`callback_driver` in a long epoch: mixes are
     drawn ahead as in a fit, so the median is a call without a draw and the mean carries the draws). `make(y)` returns
     `fn(x)`, or None without timm"""
-    cs = [C('timm Mixup(batch)' + DIRECT, 'event timm', 'peer', timm_batch_mixup, 'no-op callback')]
+    cs = [C(TIMM_DIRECT, 'event timm', 'peer', timm_batch_mixup, 'no-op callback')]
     for label, m in mixers():
         if label == 'ManifoldMixUp': continue  # mixes hidden activations in the forward pass: nothing to call here
         cs.append(C(f'fastmix {label}(batch)' + DIRECT, f'event {label}/batch', 'direct',
@@ -259,8 +260,7 @@ def timm_callback():
     """timm's batch `Mixup` called from a callback's `before_batch` on the fit's own batch: the same bracket and cache
     state as fastmix's events (its soft targets are made, as in its own use, but the fit's loss keeps the class indices)"""
     from fastai.basics import Callback
-    from timm.data import Mixup as TimmMixup
-    m = TimmMixup(mixup_alpha=.4, cutmix_alpha=0., prob=1., mode='batch', label_smoothing=0., num_classes=N_CLS)
+    m = _timm_mixup()
     class TimmMix(Callback):
         def before_batch(self):
             learn = self.learn
@@ -268,9 +268,13 @@ def timm_callback():
             learn.xb = (x,)
     return TimmMix()
 
-def timm_batch_mixup(y):
-    "timm's batch `Mixup` (MixUp only, as its docs call it) on the targets `y`: `fn(x)` mixes a batch; None without timm"
+def _timm_mixup():
+    "timm's batch `Mixup` (MixUp only, as its docs call it), as the event rows call it; None without timm"
     try: from timm.data import Mixup as TimmMixup
     except ImportError: return None
-    m = TimmMixup(mixup_alpha=.4, cutmix_alpha=0., prob=1., mode='batch', label_smoothing=0., num_classes=N_CLS)
-    return lambda x: m(x, y)
+    return TimmMixup(mixup_alpha=.4, cutmix_alpha=0., prob=1., mode='batch', label_smoothing=0., num_classes=N_CLS)
+
+def timm_batch_mixup(y):
+    "timm's batch `Mixup` on the targets `y`: `fn(x)` mixes a batch; None without timm"
+    m = _timm_mixup()
+    return None if m is None else lambda x: m(x, y)

@@ -19,7 +19,7 @@ import contextlib, gc, json, math, os, random, subprocess, sys, tempfile, time, 
 from pathlib import Path
 import numpy as np, torch
 from contenders import C, N_CLS, make_learner, mix_contenders, loss_contenders, e2e_contenders
-from contenders import event_contenders, direct_contenders, bracket_callbacks, timm_batch_mixup
+from contenders import event_contenders, direct_contenders, bracket_callbacks
 
 NOMMAP_ENV = {'MALLOC_MMAP_MAX_': '0', 'MALLOC_TRIM_THRESHOLD_': '4294967295'}
 VARIANTS = ('default', 'nommap')

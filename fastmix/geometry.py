@@ -171,6 +171,11 @@ def _box(t:Tensor, corner:list, ext:list, item:int=None)->Tensor:
 
 _gather_values = 1 << 14  # `Paste` batches up to this many values: one gather of a precomputed index, not per-layer copies
 
+def _on_host(idx:Tensor, host_idx:np.ndarray=None)->np.ndarray|None:
+    "`idx` on the host: as the caller gave it, read from `idx` itself on CPU (free), else None (reading it would wait on the device)"
+    if host_idx is not None: return np.asarray(host_idx, dtype=np.int64)
+    return idx.numpy() if idx.device.type == 'cpu' else None
+
 @functools.lru_cache(maxsize=16)
 def _grid(rest:tuple, d:int)->tuple:
     "For items of shape `rest` with `d` spatial axes: every position (N, d) and its flat index, the axes' strides, each channel's offset (r, 1)"
@@ -195,7 +200,7 @@ class Paste:
         host_idx:np.ndarray=None, # `idx` on the host, if the caller has it (read from `idx` itself on CPU): small batches are planned there
     ):
         self.idx,self.rects,self.keep_base = idx,np.asarray(rects, dtype=np.int64),keep_base
-        self.host_idx = np.asarray(host_idx, dtype=np.int64) if host_idx is not None else idx.numpy() if idx.device.type == 'cpu' else None
+        self.host_idx = _on_host(idx, host_idx)
         self.d = self.rects.shape[-1] // 3  # spatial axes: the last `d` dims of every tensor it is applied to
         self._src = self._owner = self._rects = self._flat = None
         self.rows = idx.unbind(0)
@@ -262,8 +267,7 @@ class Paste:
             src = _box(t, s, ext)
             # into a new output the crops go straight in; in place the box is copied out first (it may overlap)
             if out is not t: torch.index_select(src, 0, self.rows[k], out=_box(out, lo, ext))
-            elif lo == s: src.copy_(torch.index_select(src, 0, self.rows[k], out=scratch('box', src, src.shape)))
-            else: _box(out, lo, ext).copy_(torch.index_select(src, 0, self.rows[k], out=scratch('box', src, src.shape)))
+            else: (src if lo == s else _box(out, lo, ext)).copy_(torch.index_select(src, 0, self.rows[k], out=scratch('box', src, src.shape)))
         if inplace and out is not t: scratch.adopt('out', t)
         return out
 
@@ -473,8 +477,7 @@ class MaskPaste:
         host_idx:np.ndarray=None, # `idx` on the host, if the caller has it (read from `idx` itself on CPU): small batches are planned there
         like:Tensor=None, # a batch like the ones it will be applied to: a small one is planned now
     ):
-        self.idx,self.mask,self._on,self._flat = idx,np.asarray(mask, dtype=bool),{},None
-        self.host_idx = np.asarray(host_idx, dtype=np.int64) if host_idx is not None else idx.numpy() if idx.device.type == 'cpu' else None
+        self.idx,self.mask,self._on,self._flat,self.host_idx = idx,np.asarray(mask, dtype=bool),{},None,_on_host(idx, host_idx)
         if like is not None and self.small(like): self.flat_source(like)
 
     small,gather_all = Paste.small,Paste.gather_all  # a small batch: one gather, as `Paste`'s
