@@ -37,7 +37,7 @@ def _rect(geom, n, k):
 
 def check_resized(x:Tensor, xm:Tensor, mix):
     """ResizeMix-like geometries (`geom.resized`): inside image `n`'s box `F.interpolate` of its partner at the box
-    size (bilinear, `align_corners=False`; to float rounding, as small batches are pasted by a gather), outside it the image untouched; the partner's weight is the box's share"""
+    size (bilinear, `align_corners=False`; to float rounding: `ResizePaste` samples its points by `grid_sample` or a gather), outside it the image untouched; the partner's weight is the box's share"""
     import torch.nn.functional as F
     bs, c, h, w = x.shape
     assert torch.equal(mix.idx[0], torch.arange(bs, device=mix.idx.device))

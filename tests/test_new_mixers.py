@@ -99,14 +99,14 @@ def _by_argsort(v, k):
 
 @hyp
 @given(n=st.integers(1, 6), h=st.integers(1, 40), w=st.integers(1, 40), seed=st.integers(0, 2**31),
-       levels=st.sampled_from([0, 2, 16, None]), bins=st.sampled_from([None, 1, 7]))
-def test_top_mask_is_the_k_highest(n, h, w, seed, levels, bins):
-    "Exactly the k highest pixels, ties broken by position (the stable-argsort definition), whatever the histogram"
+       levels=st.sampled_from([0, 2, 16, None]))
+def test_top_mask_is_the_k_highest(n, h, w, seed, levels):
+    "Exactly the k highest pixels, ties broken by position (the stable-argsort definition), with and without ties"
     rng = np.random.default_rng(seed)
     v = fourier_noise(rng, n, h, w)
     if levels is not None: v = np.round(v / (np.abs(v).max() + 1e-12) * levels)  # ties (levels 0: all equal)
     k = rng.integers(0, h * w + 1, n)
-    assert np.array_equal(top_mask(v, k, bins), _by_argsort(v, k))
+    assert np.array_equal(top_mask(v, k), _by_argsort(v, k))
 
 def test_fmix_decay_smooths():
     "Larger δ: lower frequencies, so fewer mask boundaries between neighbouring pixels"
@@ -173,13 +173,21 @@ def test_resizemix_low_precision(dtype):
     assert xm.dtype == dtype
     check_resizemix(x, xm, mix)
 
-def test_resizepaste_groups_by_size():
-    "Per sample: one F.interpolate per distinct box size, not per image"
-    idx = torch.stack([torch.arange(6), torch.tensor([1, 2, 3, 4, 5, 0])])
-    boxes = np.array([[0, 3, 0, 3], [2, 5, 1, 4], [0, 4, 0, 4], [1, 1, 0, 0], [4, 7, 4, 7], [0, 4, 3, 7]])
-    g = ResizePaste(idx, boxes)
-    sizes = [s for s, *_ in g.groups(torch.device('cpu'))]
-    assert sizes == [(3, 3), (4, 4)]
+@pytest.mark.parametrize('n', [1, 2, 7, 32, 224])
+def test_box_samples_are_interpolates_points(n):
+    "`box_samples`: inside `[lo, hi)`, position `lo + i` reads where F.interpolate's output `i` of size `hi − lo` reads; the flags mark the box"
+    rng = np.random.default_rng(n)
+    lo = rng.integers(0, n, 20); hi = lo + rng.integers(0, n - lo + 1)  # empty boxes included
+    g, inside = box_samples(n, lo, hi, True, np.float64)
+    pick, inside_nn = box_samples(n, lo, hi, False)
+    ramp = torch.arange(n, dtype=torch.float64).view(1, 1, 1, n)  # its value is its coordinate: interpolating reads the point
+    assert (inside == inside_nn).all() and (inside.sum(1) == hi - lo).all()
+    for k in np.flatnonzero(hi > lo):
+        o, box = hi[k] - lo[k], slice(lo[k], hi[k])
+        assert inside[k, box].all()
+        src = F.interpolate(ramp, size=(1, o), mode='bilinear', align_corners=False)[0, 0, 0].numpy()
+        np.testing.assert_allclose(((g[k, box] + 1) * n - 1) / 2, src, rtol=0, atol=1e-9)  # grid_sample's unnormalising
+        assert (pick[k, box] == F.interpolate(ramp.float(), size=(1, o), mode='nearest')[0, 0, 0].long().numpy()).all()
 
 # ---------------------------------------------------------------------------------------------------- CutMix box bounds
 @hyp
