@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np, torch
 from fastai.basics import *
 from .core import *
-from .geometry import to_device
+from .geometry import to_device, take_images, small_batch, _fresh
 from .mixup import MixUp
 from .cutmix import CutMix
 
@@ -19,18 +19,37 @@ __all__ = ['Select', 'MixChoice', 'CutMixUp']
 # %% ../nbs/04_cutmixup.ipynb #399527e2
 class Select:
     "Per-image choice among geometries: image `b` takes its pixels from `geoms[pick[b]]`"
-    def __init__(self, pick:Tensor, geoms:list):
-        self.pick,self.geoms = pick,geoms
+    def __init__(self,
+        pick:Tensor, # (B,) which geometry each image takes
+        geoms:list, # the geometries (None: picked by no image)
+        partner:Tensor=None, # (B,) each image's partner `idx[1]` in the geometry it picked
+    ):
+        self.pick,self.geoms,self.partner = pick,geoms,partner
         self.picked = [None if g is None else pick == i for i, g in enumerate(geoms)]  # made with the mix (often drawn ahead)
         cuts = {g.cuts for g in geoms if g is not None}  # None: no image picked that mixer
         self.cuts = cuts.pop() if len(cuts) == 1 else None  # None: some blend, some cut
+
     def apply(self, t:Tensor, inplace:bool=False, scratch=None)->Tensor:
+        w = self.lerp_weight(t, scratch)
+        if w is not None:  # every choice moves the image toward one partner (MixUp, CutMix, FMix): one gather, one lerp
+            partners = take_images(t, self.partner, (scratch or _fresh)('partners', t))
+            return torch.lerp(t, partners, w, out=t if inplace else torch.empty_like(t))
         out = None
         for g, m in zip(self.geoms, self.picked):
             if g is None: continue
             gi = g.apply(t, scratch=scratch)
             out = gi if out is None else torch.where(m.view(-1, *[1] * (t.ndim - 1)), gi, out, out=out)
         return out
+
+    def lerp_weight(self, t:Tensor, scratch=None)->Tensor|None:
+        "Each image's partner weight from the geometry it picked, when all have one (and `t` is a float batch, not a small one); else None"
+        if self.partner is None or small_batch(t) or not t.is_floating_point(): return None  # small: each geometry's gather
+        ws = [None if g is None else getattr(g, 'lerp_weight', lambda t, s: None)(t, scratch) for g in self.geoms]
+        if any(w is None for g, w in zip(self.geoms, ws) if g is not None): return None
+        w = None
+        for wi, m in zip(ws, self.picked):
+            if wi is not None: w = wi if w is None else torch.where(m.view(-1, *[1] * (t.ndim - 1)), wi, w)
+        return w
     def owner(self, size:tuple, dev)->Tensor:
         "(B, *size) layer painting each pixel: the chosen geometry's own map, 0 where it blends (previews outline it)"
         own = torch.zeros(len(self.pick), *size, dtype=torch.uint8, device=dev)
@@ -84,7 +103,7 @@ class MixChoice(MixHandler):
             sel = pick_t == i
             idx[:m.K] = torch.where(sel, m.idx, idx[:m.K])
             weights[:, :m.K] = torch.where(sel[:, None], m.weights, weights[:, :m.K])
-        return Mix(idx, weights, Select(pick_t, [m.geom if m is not None else None for m in mixes]))
+        return Mix(idx, weights, Select(pick_t, [m.geom if m is not None else None for m in mixes], idx[1] if K == 2 else None))
 
 # %% ../nbs/04_cutmixup.ipynb #fba34d99
 class CutMixUp(MixChoice):

@@ -11,8 +11,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['to_device', 'Scratch', 'take_images', 'Blend', 'gather_pixels', 'Paste', 'cutmix_boxes', 'BoxPaste', 'ricap_rects',
-           'TilePaste', 'MaskPaste', 'sample_points', 'box_samples', 'resample', 'resize_batch', 'ResizePaste']
+__all__ = ['to_device', 'Scratch', 'take_images', 'Blend', 'gather_pixels', 'small_batch', 'Paste', 'cutmix_boxes', 'BoxPaste',
+           'ricap_rects', 'TilePaste', 'MaskPaste', 'sample_points', 'box_samples', 'resample', 'resize_batch',
+           'ResizePaste']
 
 # %% ../nbs/41_geometry.ipynb #65eb0323
 def to_device(a, dev)->Tensor:
@@ -112,11 +113,16 @@ class Blend:
             # lerp(a, b, w) = a + w·(b − a): exactly `a` where w = 0; the partners must be copied out before `t` changes
             # a tensor in an autograd graph (a hidden activation) can't be copied into a buffer: index it
             partner = t[self.rows[1]] if t.requires_grad else take_images(t, self.rows[1], (scratch or _fresh)('partners', t))
-            w = _bcast(self.weights[:, 1], t) if self.w is None else self.w
+            w = self.lerp_weight(t)
             return t.lerp_(partner, w) if inplace else t.lerp(partner, w)
         out = t[self.rows[0]] * _bcast(self.weights[:, 0], t)
         for k in range(1, len(self.rows)): out.addcmul_(t[self.rows[k]], _bcast(self.weights[:, k], t))
         return t.copy_(out) if inplace else out
+
+    def lerp_weight(self, t:Tensor, scratch:Scratch=None):
+        "The partner `idx[1]`'s weight, broadcastable to `t` (a number per batch), when the output is `lerp(t, t[idx[1]], weight)`; else None"
+        if not (self.keep_base and self.idx.shape[0] == 2): return None
+        return _bcast(self.weights[:, 1], t) if self.w is None else self.w
 
     def by_cycles(self, t:Tensor, cycles:list, scratch)->Tensor:
         "In place, image by image along each cycle of the partners' permutation, so every partner is read before it is written"
@@ -171,6 +177,10 @@ def _box(t:Tensor, corner:list, ext:list, item:int=None)->Tensor:
 
 _gather_values = 1 << 14  # `Paste` batches up to this many values: one gather of a precomputed index, not per-layer copies
 
+def small_batch(t:Tensor)->bool:
+    "A batch so small (at most 16,384 values) that a few tensor ops cost more than moving its values: geometries plan one gather for it"
+    return t.numel() <= _gather_values
+
 def _on_host(idx:Tensor, host_idx:np.ndarray=None)->np.ndarray|None:
     "`idx` on the host: as the caller gave it, read from `idx` itself on CPU (free), else None (reading it would wait on the device)"
     if host_idx is not None: return np.asarray(host_idx, dtype=np.int64)
@@ -217,7 +227,7 @@ class Paste:
 
     def small(self, t:Tensor)->bool:
         "A batch so small that a few tensor ops cost more than moving its values: one gather does it"
-        return t.numel() <= _gather_values and self.host_idx is not None and t.is_contiguous()
+        return small_batch(t) and self.host_idx is not None and t.is_contiguous()
 
     def gather_all(self, t, inplace, scratch):
         "Every output value gathered from its source by one index over the flat batch (`flat_source`)"
@@ -349,14 +359,18 @@ class BoxPaste(Paste):
 
     def per_sample(self, t, inplace, scratch):
         "The partners gathered whole, then blended in with a 0/1 box mask: whole images move, no per-position indices"
+        partners = take_images(t, self.idx[1], scratch('partners', t))
+        return _select(self.lerp_weight(t, scratch), t, partners, t if inplace else torch.empty_like(t))
+
+    def lerp_weight(self, t:Tensor, scratch:Scratch=None)->Tensor:
+        "The box as the partner's 0/1 weight, broadcastable to `t` (for floats; bool for integer `t`): the outer product of its spans"
         d, spans = self.d, self.box_spans(t)
         size, n = t.shape[t.ndim-d:], len(spans[0])
-        m = spans[0]  # the box's mask: the outer product of its spans along the axes
+        m = spans[0]
         for a in range(1, d):
-            last = scratch('mask', m, (n, *size)) if a == d - 1 else None
+            last = (scratch or _fresh)('mask', m, (n, *size)) if a == d - 1 else None
             m = torch.mul(m.unsqueeze(-1), spans[a].view(n, *[1]*a, -1), out=last)
-        partners = take_images(t, self.idx[1], scratch('partners', t))
-        return _select(m.view(t.shape[0], *[1]*(t.ndim-1-d), *size), t, partners, t if inplace else torch.empty_like(t))
+        return m.view(n, *[1]*(t.ndim-1-d), *size)
 
 # %% ../nbs/41_geometry.ipynb #4c04aa82
 def ricap_rects(
@@ -499,10 +513,13 @@ class MaskPaste:
     def apply(self, t:Tensor, inplace:bool=False, scratch:Scratch=None)->Tensor:
         "The partner's pixels where the mask is set; `t` may be (B, H, W) or (B, C, H, W)"
         if self.small(t): return self.gather_all(t, inplace, scratch or _fresh)
-        (h, w), m = t.shape[-2:], self.mask_on(t.device)
-        m = m.to(t.dtype) if t.is_floating_point() else m
         partners = take_images(t, self.idx[1], (scratch or _fresh)('partners', t))
-        return _select(m.view(len(self.mask), *[1]*(t.ndim-3), h, w), t, partners, t if inplace else torch.empty_like(t))
+        return _select(self.lerp_weight(t), t, partners, t if inplace else torch.empty_like(t))
+
+    def lerp_weight(self, t:Tensor, scratch:Scratch=None)->Tensor:
+        "The mask as the partner's 0/1 weight, broadcastable to `t` (for floats; bool for integer `t`)"
+        m = self.mask_on(t.device)
+        return (m.to(t.dtype) if t.is_floating_point() else m).view(len(self.mask), *[1]*(t.ndim-3), *t.shape[-2:])
 
     def owner(self, size:tuple, dev)->Tensor:
         "(n, H, W) uint8: 1 where the partner's pixels go, 0 where the image keeps its own (`size`: (H, W), as the mask's)"
@@ -601,7 +618,7 @@ class ResizePaste:
 
     def small(self, t:Tensor)->bool:
         "A batch so small that a few tensor ops cost more than moving its values: one gather does it (in any memory layout)"
-        return t.numel() <= _gather_values and t.ndim >= 3
+        return small_batch(t) and t.ndim >= 3
 
     def flat_plan(self, t:Tensor)->tuple:
         "Flat index of every pasted value of `t` (N,), of its sources (T, N), and their weights (T, N) (None: nearest), on `t`'s device"

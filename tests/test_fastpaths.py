@@ -9,6 +9,7 @@ from fastmix.geometry import *
 from fastmix.testing import *
 from fastmix.geometry import Scratch, gather_pixels, _windows, _window_plan
 from unittest.mock import patch
+from helpers import check_mix
 import fastmix.geometry
 
 GATHER = fastmix.geometry._gather_values
@@ -165,3 +166,21 @@ def test_fmix_gather_is_the_mask_paste(shape, mode, kind, seed):
     assert torch.equal(geom.apply(x), ref) and torch.equal(geom.apply(masks), mref)
     s = Scratch()
     for _ in range(2): assert torch.equal(geom.apply(x.clone(memory_format=torch.preserve_format), inplace=True, scratch=s), ref)
+
+@pytest.mark.parametrize('make', [lambda s: CutMixUp(mode='sample', seed=s),
+                                  lambda s: MixChoice([MixUp(), CutMix(), FMix()], probs=[.3, .3, .4], mode='sample', seed=s)])
+@pytest.mark.parametrize('kind', ['contiguous', 'channels_last'])
+def test_select_by_one_lerp_is_each_images_geometry(make, kind):
+    "Per sample, a choice among MixUp, CutMix and FMix is one gather and one lerp (`Select.lerp_weight`): every image exactly what the geometry it picked makes, in place too"
+    x = layout(provenance_batch(8, 3, 32, 32), kind)
+    for seed in range(6):
+        mix, (xm,), _ = make(seed).mix_batch((x.clone(),), (torch.arange(8),))
+        assert mix.geom.lerp_weight(x) is not None and xm.stride() == x.stride()
+        check_mix(x, xm, mix)
+        _, (xi,), _ = make(seed).mix_batch((x.clone(),), (torch.arange(8),), inplace=True)
+        assert torch.equal(xi, xm)
+    # broken on purpose, it fails: the partners of the wrong geometry
+    mix, (xm,), _ = make(0).mix_batch((x.clone(),), (torch.arange(8),))
+    with pytest.raises(AssertionError):
+        g = mix.geom; g.partner = g.partner.roll(1)
+        check_mix(x, g.apply(x), mix)
