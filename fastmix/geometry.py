@@ -599,12 +599,12 @@ class ResizePaste:
         idx:Tensor, # (2, B) source indices: the image itself, then its partner
         boxes:np.ndarray, # (n, 4) int `y0, y1, x0, x1` of the box: one row (per batch) or one per image
         partner:np.ndarray=None, # `idx[1]` on the host, if the caller has it
-        like:Tensor=None, # a batch like the ones it will be applied to: a small one is planned now
+        like:Tensor=None, # a batch like the ones it will be applied to: planned now (while drawing ahead)
     ):
         self.idx,self.boxes = idx,np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
         self.partner = np.asarray(idx[1].cpu() if partner is None else partner, dtype=np.int64)
         self._samples,self._owner,self._flat = {},None,None
-        if like is not None and self.small(like): self.flat_plan(like)
+        if like is not None: self.flat_plan(like) if self.small(like) else self.samples(like)
 
     def samples(self, t:Tensor)->tuple:
         "`box_samples` of every box's rows (n, H) and columns (n, W) for tensors like `t`, on its device (made once)"
