@@ -111,12 +111,13 @@ class Blend:
                 cycles = _cycles(self.rows[1].numpy())
                 if cycles is not None: return self.by_cycles(t, cycles, scratch or _fresh)
             # lerp(a, b, w) = a + w·(b − a): exactly `a` where w = 0; the partners must be copied out before `t` changes
-            # a tensor in an autograd graph (a hidden activation) can't be copied into a buffer: index it
-            partner = t[self.rows[1]] if t.requires_grad else take_images(t, self.rows[1], (scratch or _fresh)('partners', t))
+            # a tensor in an autograd graph (a hidden activation) can't be copied into a buffer. `index_select`, not
+            # `t[idx]`: its backward adds rows (index_add_), 5-7x faster on CPU than advanced indexing's index_put_
+            partner = t.index_select(0, self.rows[1]) if t.requires_grad else take_images(t, self.rows[1], (scratch or _fresh)('partners', t))
             w = self.lerp_weight(t)
             return t.lerp_(partner, w) if inplace else t.lerp(partner, w)
-        out = t[self.rows[0]] * _bcast(self.weights[:, 0], t)
-        for k in range(1, len(self.rows)): out.addcmul_(t[self.rows[k]], _bcast(self.weights[:, k], t))
+        out = t.index_select(0, self.rows[0]) * _bcast(self.weights[:, 0], t)
+        for k in range(1, len(self.rows)): out.addcmul_(t.index_select(0, self.rows[k]), _bcast(self.weights[:, k], t))
         return t.copy_(out) if inplace else out
 
     def lerp_weight(self, t:Tensor, scratch:Scratch=None):

@@ -19,7 +19,6 @@ class MixUp(MixHandler):
     "MixUp: `x̃ = λ·x + (1−λ)·x[π]`, `λ ~ Beta(α, α)`, labels weighted `(λ, 1−λ)` (https://arxiv.org/abs/1710.09412)"
     image_only = False
     @delegates(MixHandler.__init__)
-    @delegates(MixHandler.__init__)
     def __init__(self,
         alpha:float=0.4, # α of Beta(α, α); a number or a schedule of training progress
         keep_dominant:bool=False, # fastai's variant: λ ← max(λ, 1−λ), so each output stays mostly its own image

@@ -320,3 +320,22 @@ def test_outside_a_fit_the_input_is_mixed():
     mix, (xm,), _ = ManifoldMixUp(seed=0).mix_batch((x,), (y,))
     lam = mix.weights[:, 0, None, None, None].double()
     torch.testing.assert_close(xm, lam * x + (1 - lam) * x[mix.idx[1]])
+
+@pytest.mark.parametrize('K,per_sample', [(2, False), (2, True), (3, True)])
+def test_hidden_blend_gradient_is_the_blend_matrix_transposed(K, per_sample):
+    "An activation in a graph is blended out of place, and its gradient is `Mᵀ g` for the blend's matrix `M`"
+    from fastmix.geometry import Blend
+    g = torch.Generator().manual_seed(K + per_sample)
+    bs = 6
+    idx = torch.stack([torch.arange(bs)] + [torch.randperm(bs, generator=g) for _ in range(K - 1)])
+    w = torch.rand(bs, K, generator=g); w /= w.sum(1, keepdim=True)
+    if not per_sample: w[:] = torch.tensor([.7, .3])  # MixUp per batch: one weight, a number
+    geom = Blend(idx, w, keep_base=K == 2, w=None if per_sample else .3)
+    M = torch.zeros(bs, bs)
+    for k in range(K): M[torch.arange(bs), idx[k]] += w[:, k]  # output b = Σ_k w[b, k] · t[idx[k, b]]
+    t = torch.randn(bs, 4, 3, 3, requires_grad=True)
+    out = geom.apply(t)  # as `ManifoldMixUp.blend` calls it: out of place
+    up = torch.randn_like(out)
+    grad, = torch.autograd.grad(out, t, up)
+    torch.testing.assert_close(out, (M @ t.detach().view(bs, -1)).view_as(t))
+    torch.testing.assert_close(grad, (M.T @ up.view(bs, -1)).view_as(t))
