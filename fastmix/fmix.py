@@ -6,7 +6,8 @@ Docs: https://fastmix.github.io/fastmix/fmix.html.md"""
 
 # %% ../nbs/06_fmix.ipynb #93ef88c5
 from __future__ import annotations
-import numpy as np, torch
+import functools, numpy as np, torch
+from torch import Tensor
 from fastcore.meta import delegates
 from .core import *
 from .geometry import *
@@ -15,14 +16,19 @@ from .geometry import *
 __all__ = ['fourier_noise', 'top_mask', 'FMix']
 
 # %% ../nbs/06_fmix.ipynb #c2f24e9b
+@functools.lru_cache(maxsize=16)
+def _amplitude(h:int, w:int, decay:float)->Tensor:
+    "`1/f^δ` over the half spectrum `irfft2` takes, made once per size (read only)"
+    f = np.sqrt(np.fft.fftfreq(h)[:, None] ** 2 + np.fft.rfftfreq(w)[None] ** 2)
+    return torch.from_numpy((1 / np.maximum(f, 1 / max(h, w)) ** decay).astype(np.float32))  # the constant term gets the lowest frequency's
+
 def fourier_noise(
     rng:np.random.Generator, # Where the noise comes from (the handler's generator)
     n:int, h:int, w:int, # How many images, and their size
     decay:float=3., # δ: the spectrum's amplitude falls as `1/f^δ`
 )->np.ndarray: # (n, h, w) float32 noise
     "Grey noise images with a low-frequency spectrum: random complex amplitudes `∝ 1/f^δ`, back to space by a batched inverse FFT"
-    f = np.sqrt(np.fft.fftfreq(h)[:, None] ** 2 + np.fft.rfftfreq(w)[None] ** 2)
-    amp = torch.from_numpy((1 / np.maximum(f, 1 / max(h, w)) ** decay).astype(np.float32))  # the constant term gets the lowest frequency's
+    amp = _amplitude(h, w, float(decay))
     # torch draws normals about 3× as fast as numpy, and its float32 FFT beats numpy's float64 one; seeded from `rng`, so as repeatable
     g = torch.Generator().manual_seed(int(rng.integers(2 ** 63)))
     spec = torch.view_as_complex(torch.randn(n, h, w // 2 + 1, 2, generator=g)) * amp  # independent normal real and imaginary parts

@@ -492,8 +492,8 @@ class MaskPaste:
         host_idx:np.ndarray=None, # `idx` on the host, if the caller has it (read from `idx` itself on CPU): small batches are planned there
         like:Tensor=None, # a batch like the ones it will be applied to: a small one is planned now
     ):
-        self.idx,self.mask,self._on,self._flat,self.host_idx = idx,np.asarray(mask, dtype=bool),{},None,_on_host(idx, host_idx)
-        if like is not None and self.small(like): self.flat_source(like)
+        self.idx,self.mask,self._on,self._w,self._flat,self.host_idx = idx,np.asarray(mask, dtype=bool),{},{},None,_on_host(idx, host_idx)
+        if like is not None: self.flat_source(like) if self.small(like) else self.lerp_weight(like)
 
     small,gather_all = Paste.small,Paste.gather_all  # a small batch: one gather, as `Paste`'s
 
@@ -518,9 +518,10 @@ class MaskPaste:
         return _select(self.lerp_weight(t), t, partners, t if inplace else torch.empty_like(t))
 
     def lerp_weight(self, t:Tensor, scratch:Scratch=None)->Tensor:
-        "The mask as the partner's 0/1 weight, broadcastable to `t` (for floats; bool for integer `t`)"
-        m = self.mask_on(t.device)
-        return (m.to(t.dtype) if t.is_floating_point() else m).view(len(self.mask), *[1]*(t.ndim-3), *t.shape[-2:])
+        "The mask as the partner's 0/1 weight, broadcastable to `t` (for floats; bool for integer `t`): made once per dtype and device"
+        key = (t.dtype, t.device)
+        if key not in self._w: m = self.mask_on(t.device); self._w[key] = m.to(t.dtype) if t.is_floating_point() else m
+        return self._w[key].view(len(self.mask), *[1]*(t.ndim-3), *t.shape[-2:])
 
     def owner(self, size:tuple, dev)->Tensor:
         "(n, H, W) uint8: 1 where the partner's pixels go, 0 where the image keeps its own (`size`: (H, W), as the mask's)"
@@ -564,10 +565,14 @@ def box_samples(
     pos = np.arange(n)
     inside = (pos >= lo[:, None]) & (pos < hi[:, None])
     i = np.clip(pos - lo[:, None], 0, np.maximum(hi - lo - 1, 0)[:, None])  # outside the box: some point, never kept
-    s, w, _ = sample_points(n, hi - lo, bilinear, dtype)
-    if not bilinear: return np.take_along_axis(s[0], i, 1), inside
-    src = np.take_along_axis(s[0] + w[1].astype(np.float64), i, 1)  # i0 + λ: F.interpolate's source coordinate
-    return ((2 * src + 1) / n - 1).astype(dtype), inside
+    return _box_table(n, bilinear, dtype)[(hi - lo)[:, None], i], inside
+
+@functools.lru_cache(maxsize=64)
+def _box_table(n:int, bilinear:bool, dtype:type)->np.ndarray:
+    "(n+1, n) `box_samples` of a box `[0, o)` for every size `o`, made once per axis size (read only)"
+    s, w, _ = _sample_table(n, bilinear, dtype)
+    if not bilinear: return s[0]
+    return ((2 * (s[0] + w[1].astype(np.float64)) + 1) / n - 1).astype(dtype)  # i0 + λ, F.interpolate's source coordinate, in [−1, 1]
 
 def resample(
     t:Tensor, # (B, …, H, W)
