@@ -663,10 +663,19 @@ class ResizePaste:
             ext = [y1 - y0, x1 - x0]  # the partners go straight into the box: `t` is read whole before it is written
             if min(ext) > 0: torch.index_select(resample(t, ay[:, y0:y1], ax[:, x0:x1]), 0, self.idx[1], out=_box(out, [y0, x0], ext))
             return out
+        if t.numel() >= _box_values * t.shape[0]: return self.per_image(t, inplace, ay, ax)
         # per sample: each partner sampled over the whole frame for its own box, kept inside the box
         part = resample(t.index_select(0, self.idx[1]), ay, ax)
         inside = self.owner(t.shape[-2:], t.device).view(len(t), *[1] * (t.ndim - 3), *t.shape[-2:]).bool()
         return torch.where(inside, part, t, out=t if inplace else torch.empty_like(t))
+
+    def per_image(self, t:Tensor, inplace:bool, ay:Tensor, ax:Tensor)->Tensor:
+        "Per sample on large images: each partner resampled at its own box only (`grid_sample` costs per output pixel), all before any box is written"
+        boxes = [(b, p, box) for b, (p, box) in enumerate(zip(self.partner.tolist(), self.boxes.tolist())) if box[1] > box[0] and box[3] > box[2]]
+        parts = [resample(t[p:p+1], ay[b:b+1, y0:y1], ax[b:b+1, x0:x1]) for b, p, (y0, y1, x0, x1) in boxes]
+        out = t if inplace else t.clone()
+        for (b, _, (y0, y1, x0, x1)), part in zip(boxes, parts): out[b, ..., y0:y1, x0:x1] = part[0]
+        return out
 
     def owner(self, size:tuple, dev)->Tensor:
         "(n, H, W) uint8: 1 inside the box (the partner), 0 elsewhere (the image itself); `size` is (H, W)"

@@ -166,6 +166,17 @@ def test_resizemix_inplace_equals_copy():
         b = x.clone(); out = mix.geom.apply(b, inplace=True)
         assert out is b and torch.equal(a, b)
 
+@pytest.mark.parametrize('cl', [False, True])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+def test_resizemix_per_sample_on_large_images(cl, dtype):
+    "Images of 2^16 values and more: each partner resampled at its own box only (`ResizePaste.per_image`), as F.interpolate would"
+    x = torch.rand(5, 2, 181, 183, generator=torch.Generator().manual_seed(0)).to(dtype)
+    x, seg, mix, xm, segm = _mix_with_masks(ResizeMix, x, 'sample', 4, cl, .6)
+    pasted = (mix.geom.boxes[:, 1] > mix.geom.boxes[:, 0]).sum()
+    assert x[0].numel() >= 1 << 16 and 0 < pasted < len(x)  # large images, some of them left out
+    check_resizemix(x, xm, mix, seg, segm)
+    b = x.clone(); assert mix.geom.apply(b, inplace=True) is b and torch.equal(b, xm)
+
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16, torch.float64])
 def test_resizemix_low_precision(dtype):
     x = torch.rand(6, 3, 16, 16).to(dtype)
