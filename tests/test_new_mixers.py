@@ -108,6 +108,15 @@ def test_top_mask_is_the_k_highest(n, h, w, seed, levels):
     k = rng.integers(0, h * w + 1, n)
     assert np.array_equal(top_mask(v, k), _by_argsort(v, k))
 
+@pytest.mark.parametrize('levels', [0, 2, 16, None])
+def test_top_mask_large_images_select_per_image(levels):
+    "Over 4,096 pixels the threshold comes from a selection per image, not one sort of the batch: the same k highest"
+    rng = np.random.default_rng(levels or 7)
+    v = fourier_noise(rng, 5, 70, 81)
+    if levels is not None: v = np.round(v / (np.abs(v).max() + 1e-12) * levels)
+    k = np.array([0, 1, 2835, 5669, 5670])
+    assert np.array_equal(top_mask(v, k), _by_argsort(v, k))
+
 def test_fmix_decay_smooths():
     "Larger δ: lower frequencies, so fewer mask boundaries between neighbouring pixels"
     rng = np.random.default_rng(0)
