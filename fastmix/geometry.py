@@ -12,8 +12,8 @@ from torch import Tensor
 
 # %% auto #0
 __all__ = ['to_device', 'Scratch', 'take_images', 'Blend', 'gather_pixels', 'small_batch', 'Paste', 'cutmix_boxes', 'BoxPaste',
-           'ricap_rects', 'TilePaste', 'MaskPaste', 'sample_points', 'box_samples', 'resample', 'resize_batch',
-           'ResizePaste']
+           'ricap_rects', 'TilePaste', 'MaskPaste', 'sample_points', 'box_samples', 'sample_grid', 'resample',
+           'resize_batch', 'ResizePaste']
 
 # %% ../nbs/41_geometry.ipynb #65eb0323
 def to_device(a, dev)->Tensor:
@@ -574,9 +574,17 @@ def _box_table(n:int, bilinear:bool, dtype:type)->np.ndarray:
     if not bilinear: return s[0]
     return ((2 * (s[0] + w[1].astype(np.float64)) + 1) / n - 1).astype(dtype)  # i0 + λ, F.interpolate's source coordinate, in [−1, 1]
 
+def sample_grid(
+    ay:Tensor, ax:Tensor, # (B or 1, h) and (B or 1, w): `box_samples` coordinates of the rows and columns
+    dtype=torch.float32, # what `grid_sample` computes in: float32, or float64 for float64 tensors
+)->Tensor: # (B or 1, h, w, 2)
+    "`grid_sample`'s grid of every (row, column) pair of `ay` and `ax` (x first, as it reads them)"
+    return torch.stack(torch.broadcast_tensors(ax[:, None, :], ay[:, :, None]), -1).to(dtype)
+
 def resample(
     t:Tensor, # (B, …, H, W)
     ay:Tensor, ax:Tensor, # (B or 1, h) and (B or 1, w): `box_samples` of the rows and columns, per image or for all
+    grid:Tensor=None, # for float `t`: `sample_grid(ay, ax)`, if made beforehand
 )->Tensor: # (B, …, h, w)
     "`t` sampled at rows `ay` and columns `ax`: bilinear by `grid_sample` for float tensors (images), by index for integer ones (masks)"
     if not t.is_floating_point():  # the indices F.interpolate's nearest mode picks, without a float copy
@@ -586,7 +594,7 @@ def resample(
     # `grid_sample` is F.interpolate's bilinear at given points, several times faster on CPU; low precision is
     # computed in float32 and rounded once, as F.interpolate does
     ct = torch.promote_types(t.dtype, torch.float32)
-    grid = torch.stack(torch.broadcast_tensors(ax[:, None, :], ay[:, :, None]), -1).to(ct).expand(len(t), -1, -1, -1)
+    grid = (sample_grid(ay, ax, ct) if grid is None else grid).expand(len(t), -1, -1, -1)
     r = F.grid_sample(t.reshape(len(t), -1, *t.shape[-2:]).to(ct), grid, mode='bilinear', padding_mode='border', align_corners=False)
     return r.view(*t.shape[:-2], *r.shape[-2:]).to(t.dtype)
 
@@ -609,8 +617,8 @@ class ResizePaste:
     ):
         self.idx,self.boxes = idx,np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
         self.partner = np.asarray(idx[1].cpu() if partner is None else partner, dtype=np.int64)
-        self._samples,self._owner,self._flat = {},None,None
-        if like is not None: self.flat_plan(like) if self.small(like) else self.samples(like)
+        self._samples,self._grids,self._inside,self._owner,self._flat = {},{},{},None,None
+        if like is not None: self.flat_plan(like) if self.small(like) else self.plan(like)
 
     def samples(self, t:Tensor)->tuple:
         "`box_samples` of every box's rows (n, H) and columns (n, W) for tensors like `t`, on its device (made once)"
@@ -621,6 +629,28 @@ class ResizePaste:
             self._samples[key] = tuple(to_device(box_samples(n, lo, hi, key[1], f)[0], t.device)
                                        for n, lo, hi in ((t.shape[-2], y0, y1), (t.shape[-1], x0, x1)))
         return self._samples[key]
+
+    def by_image(self, t:Tensor)->bool: return len(self.boxes) > 1 and t.numel() >= _box_values * t.shape[0]  # per sample, large images
+
+    def plan(self, t:Tensor):
+        "While the mix is drawn, all that applying it to tensors like `t` would make: inside a fit each tensor op costs ~10 µs"
+        self.samples(t)
+        if t.is_floating_point() and len(self.boxes) == 1: self.grid(t)
+
+    def grid(self, t:Tensor)->Tensor:
+        "Per batch: `sample_grid` of the box for float tensors like `t`, made once (per sample it would be as large as the batch)"
+        key = (tuple(t.shape[-2:]), t.dtype, t.device)
+        if key not in self._grids:
+            (ay, ax), (y0, y1, x0, x1) = self.samples(t), self.boxes[0]
+            self._grids[key] = sample_grid(ay[:, y0:y1], ax[:, x0:x1], torch.promote_types(t.dtype, torch.float32))
+        return self._grids[key]
+
+    def inside(self, t:Tensor)->Tensor:
+        "Per sample: (B, 1…, H, W) bool, inside each image's box, broadcastable to tensors like `t` (made once)"
+        key = (t.ndim, tuple(t.shape[-2:]), t.device)
+        if key not in self._inside:
+            self._inside[key] = self.owner(t.shape[-2:], t.device).view(len(t), *[1] * (t.ndim - 3), *t.shape[-2:]).bool()
+        return self._inside[key]
 
     def small(self, t:Tensor)->bool:
         "A batch so small that a few tensor ops cost more than moving its values: one gather does it (in any memory layout)"
@@ -657,17 +687,17 @@ class ResizePaste:
         "Paste every image's resized partner into its box; `t` may be (B, H, W) or (B, C, H, W)"
         if self.small(t): return self.gather_small(t, inplace)
         ay, ax = self.samples(t)
+        if self.by_image(t): return self.per_image(t, inplace, ay, ax)
         if len(self.boxes) == 1:
             y0, y1, x0, x1 = self.boxes[0].tolist()
             out = t if inplace else t.clone()
             ext = [y1 - y0, x1 - x0]  # the partners go straight into the box: `t` is read whole before it is written
-            if min(ext) > 0: torch.index_select(resample(t, ay[:, y0:y1], ax[:, x0:x1]), 0, self.idx[1], out=_box(out, [y0, x0], ext))
+            grid = self.grid(t) if t.is_floating_point() else None
+            if min(ext) > 0: torch.index_select(resample(t, ay[:, y0:y1], ax[:, x0:x1], grid), 0, self.idx[1], out=_box(out, [y0, x0], ext))
             return out
-        if t.numel() >= _box_values * t.shape[0]: return self.per_image(t, inplace, ay, ax)
         # per sample: each partner sampled over the whole frame for its own box, kept inside the box
         part = resample(t.index_select(0, self.idx[1]), ay, ax)
-        inside = self.owner(t.shape[-2:], t.device).view(len(t), *[1] * (t.ndim - 3), *t.shape[-2:]).bool()
-        return torch.where(inside, part, t, out=t if inplace else torch.empty_like(t))
+        return torch.where(self.inside(t), part, t, out=t if inplace else torch.empty_like(t))
 
     def per_image(self, t:Tensor, inplace:bool, ay:Tensor, ax:Tensor)->Tensor:
         "Per sample on large images: each partner resampled at its own box only (`grid_sample` costs per output pixel), all before any box is written"
