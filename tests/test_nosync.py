@@ -24,8 +24,9 @@ class ToPred(nn.Module):
         o = self.conv(self.body(x + x2))
         return o if self.task == 'seg' else o.mean((2, 3)) + tab[:, :1]
 
-def meta_batch(task, channels_last):
+def meta_batch(task, channels_last, hw=(H, W)):
     "Two image inputs, a non-image input and the task's targets, all on `meta`"
+    H, W = hw
     x, x2 = (torch.empty(BS, 3, H, W, device='meta') for _ in range(2))
     if channels_last: x = x.contiguous(memory_format=torch.channels_last)
     tab = torch.empty(BS, 5, device='meta')
@@ -35,7 +36,7 @@ def meta_batch(task, channels_last):
 
 LOSSES = {'cls': CrossEntropyLossFlat, 'seg': lambda: CrossEntropyLossFlat(axis=1), 'multi': BCEWithLogitsLossFlat}
 
-def meta_step(name, mode, task, channels_last=False):
+def meta_step(name, mode, task, channels_last=False, hw=(H, W)):
     "One training step of a real Learner on a meta batch; returns the learner and the mixer"
     cb = MIXERS[name](mode=mode, seed=0)
     learn = synth_learner(cbs=cb, loss_func=LOSSES[task]())
@@ -43,18 +44,23 @@ def meta_step(name, mode, task, channels_last=False):
     learn.create_opt()
     learn.training, learn.epoch, learn.n_epoch, learn.pct_train, learn.iter, learn.n_iter = True, 0, 1, 0., 0, 4
     for e in ('before_fit', 'before_epoch', 'before_train'): cb(e)
-    xb, yb = meta_batch(task, channels_last)
+    xb, yb = meta_batch(task, channels_last, hw)
     learn.xb, learn.yb = xb, yb
     learn('before_batch')
     learn._do_one_batch()
     return learn, cb, xb, yb
 
+# each size takes other paths: small batches one planned gather (at most 16,384 values), then the general per-batch
+# and per-sample paths, and from 2^16 values an image the per-image ones
+SIZES = {'small': (10, 12), 'medium': (40, 44), 'large': (150, 152)}
+
 @pytest.mark.parametrize('name', list(MIXERS))
 @pytest.mark.parametrize('mode', ['batch', 'sample'])
 @pytest.mark.parametrize('task,channels_last', [('cls', False), ('cls', True), ('seg', False), ('multi', False)])
-def test_training_step_on_meta(name, mode, task, channels_last):
+@pytest.mark.parametrize('size', list(SIZES))
+def test_training_step_on_meta(name, mode, task, channels_last, size):
     if name in NOT_ON_META: pytest.xfail(NOT_ON_META[name])
-    try: learn, cb, xb, yb = meta_step(name, mode, task, channels_last)
+    try: learn, cb, xb, yb = meta_step(name, mode, task, channels_last, SIZES[size])
     except ValueError as e:
         # documented, not a device matter: per-sample switching between blending and cutting can't mix label maps
         assert task == 'seg' and mode == 'sample' and 'per-sample switching' in str(e), e
