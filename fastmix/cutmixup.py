@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np, torch
 from fastai.basics import *
 from .core import *
-from .geometry import to_device, take_images, small_batch, _fresh
+from .geometry import to_device, small_batch, lerp_partners
 from .mixup import MixUp
 from .cutmix import CutMix
 
@@ -31,9 +31,8 @@ class Select:
 
     def apply(self, t:Tensor, inplace:bool=False, scratch=None)->Tensor:
         w = self.lerp_weight(t, scratch)
-        if w is not None:  # every choice moves the image toward one partner (MixUp, CutMix, FMix): one gather, one lerp
-            partners = take_images(t, self.partner, (scratch or _fresh)('partners', t))
-            return torch.lerp(t, partners, w, out=t if inplace else torch.empty_like(t))
+        # every choice moves the image toward one partner (MixUp, CutMix, FMix): one gather, one lerp
+        if w is not None: return lerp_partners(t, self.partner, w, inplace, scratch)
         out = None
         for g, m in zip(self.geoms, self.picked):
             if g is None: continue

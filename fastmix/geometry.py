@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['to_device', 'Scratch', 'take_images', 'Blend', 'gather_pixels', 'small_batch', 'Paste', 'cutmix_boxes', 'BoxPaste',
-           'ricap_rects', 'TilePaste', 'MaskPaste', 'sample_points', 'box_samples', 'sample_grid', 'resample',
-           'resize_batch', 'ResizePaste']
+__all__ = ['to_device', 'Scratch', 'take_images', 'Blend', 'lerp_partners', 'gather_pixels', 'small_batch', 'Paste',
+           'cutmix_boxes', 'BoxPaste', 'ricap_rects', 'TilePaste', 'MaskPaste', 'sample_points', 'box_samples',
+           'sample_grid', 'resample', 'resize_batch', 'ResizePaste']
 
 # %% ../nbs/41_geometry.ipynb #65eb0323
 def to_device(a, dev)->Tensor:
@@ -68,6 +68,7 @@ _fresh = _Fresh()
 def _bcast(w:Tensor, t:Tensor)->Tensor: return (w if w.dtype == t.dtype else w.to(t.dtype)).view(-1, *[1]*(t.ndim-1))
 
 _box_values = 1 << 16  # on CPU, images of at least this many values are mixed one by one: each call costs little beside its image
+def _large_images(t:Tensor)->bool: return t.numel() >= _box_values * t.shape[0]
 
 def _cycles(p:np.ndarray)->list|None:
     "The cycles of `p` (lists of indices, each mapped by `p` to the next), or None if `p` is not a permutation"
@@ -107,7 +108,7 @@ class Blend:
     def apply(self, t:Tensor, inplace:bool=False, scratch:Scratch=None)->Tensor:
         "Blend the sources of `t`; write into `t` if `inplace` and the base is `t` itself"
         if self.keep_base and self.idx.shape[0] == 2:
-            if inplace and t.is_cpu and not t.requires_grad and t.numel() >= _box_values * t.shape[0]:
+            if inplace and t.is_cpu and not t.requires_grad and _large_images(t):
                 cycles = _cycles(self.rows[1].numpy())
                 if cycles is not None: return self.by_cycles(t, cycles, scratch or _fresh)
             # lerp(a, b, w) = a + w·(b − a): exactly `a` where w = 0; the partners must be copied out before `t` changes
@@ -152,6 +153,17 @@ def _select(m:Tensor, a:Tensor, b:Tensor, out:Tensor)->Tensor:
     "`b` where the 0/1 mask `m` is 1, else `a`, into `out` (which may be `a`)"
     if a.is_floating_point(): return torch.lerp(a, b, m, out=out)  # exact for weights 0 and 1, and faster than `where`
     return torch.where(m.bool(), b, a, out=out)
+
+def lerp_partners(
+    t:Tensor, # the batch
+    partner:Tensor, # (B,) each image's partner
+    w:Tensor, # the partner's weight, broadcastable to `t`: 0/1 masks (any dtype) or blend weights (floats)
+    inplace:bool=False, # write into `t`
+    scratch:Scratch=None, # where the gathered partners go
+)->Tensor:
+    "`lerp(t, t[partner], w)`: the partners gathered whole, then one `lerp` (`where` for integer `t`): whole images move, no per-position indices"
+    partners = take_images(t, partner, (scratch or _fresh)('partners', t))
+    return _select(w, t, partners, t if inplace else torch.empty_like(t))
 
 # %% ../nbs/41_geometry.ipynb #172a1ea2
 def gather_pixels(t:Tensor, src:Tensor)->Tensor:
@@ -359,9 +371,8 @@ class BoxPaste(Paste):
         return self.spans[key]
 
     def per_sample(self, t, inplace, scratch):
-        "The partners gathered whole, then blended in with a 0/1 box mask: whole images move, no per-position indices"
-        partners = take_images(t, self.idx[1], scratch('partners', t))
-        return _select(self.lerp_weight(t, scratch), t, partners, t if inplace else torch.empty_like(t))
+        "The partners gathered whole, then blended in with a 0/1 box mask (`lerp_partners`)"
+        return lerp_partners(t, self.idx[1], self.lerp_weight(t, scratch), inplace, scratch)
 
     def lerp_weight(self, t:Tensor, scratch:Scratch=None)->Tensor:
         "The box as the partner's 0/1 weight, broadcastable to `t` (for floats; bool for integer `t`): the outer product of its spans"
@@ -423,7 +434,7 @@ class TilePaste(Paste):
 
     def per_sample(self, t, inplace, scratch):
         "Each output row is a wide and a narrow piece, each a run of one source row: one window gather per piece"
-        if t.numel() >= _box_values * t.shape[0]: return self.per_image(t, inplace, scratch)  # (`host_idx` is always given)
+        if _large_images(t): return self.per_image(t, inplace, scratch)  # (`host_idx` is always given)
         if self.d != 2: return super().per_sample(t, inplace, scratch)  # signals and volumes: the general gather
         if not _dense(t):
             out = self.per_sample(t.contiguous(), False, scratch)
@@ -514,8 +525,7 @@ class MaskPaste:
     def apply(self, t:Tensor, inplace:bool=False, scratch:Scratch=None)->Tensor:
         "The partner's pixels where the mask is set; `t` may be (B, H, W) or (B, C, H, W)"
         if self.small(t): return self.gather_all(t, inplace, scratch or _fresh)
-        partners = take_images(t, self.idx[1], (scratch or _fresh)('partners', t))
-        return _select(self.lerp_weight(t), t, partners, t if inplace else torch.empty_like(t))
+        return lerp_partners(t, self.idx[1], self.lerp_weight(t), inplace, scratch)
 
     def lerp_weight(self, t:Tensor, scratch:Scratch=None)->Tensor:
         "The mask as the partner's 0/1 weight, broadcastable to `t` (for floats; bool for integer `t`): made once per dtype and device"
@@ -630,7 +640,7 @@ class ResizePaste:
                                        for n, lo, hi in ((t.shape[-2], y0, y1), (t.shape[-1], x0, x1)))
         return self._samples[key]
 
-    def by_image(self, t:Tensor)->bool: return len(self.boxes) > 1 and t.numel() >= _box_values * t.shape[0]  # per sample, large images
+    def by_image(self, t:Tensor)->bool: return len(self.boxes) > 1 and _large_images(t)  # per sample, large images
 
     def plan(self, t:Tensor):
         "While the mix is drawn, all that applying it to tensors like `t` would make: inside a fit each tensor op costs ~10 µs"
