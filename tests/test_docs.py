@@ -159,6 +159,8 @@ def test_search_finds_ricap(page):
     page.fill('.sidebar-search', 'RICAP')
     page.press('.sidebar-search', 'Enter')
     page.wait_for_selector('#search-results ul.search li a', timeout=30_000)
+    # Sphinx adds the results one by one and then says so: click once the list has stopped changing
+    page.wait_for_function("(document.querySelector('#search-results p.search-summary') || {}).innerText?.startsWith('Search finished')", timeout=30_000)
     first = page.locator('#search-results ul.search li a').first
     assert first.inner_text().strip() == 'RICAP'
     first.click()  # a navigation: wait for its URL (the search page is already 'loaded', so a load-state wait races)
