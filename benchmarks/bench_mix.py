@@ -67,7 +67,8 @@ def parse_args(argv=None):
     p.add_argument('--variants', default=','.join(VARIANTS), help='which of default,nommap to run')
     p.add_argument('--budget', type=float, default=None,
                    help='seconds for the repetitions of one shape and thread count at 64x3x224x224 (a third for the '
-                        'small shape); once spent, stop after at least 10 timed calls per contender (default 60)')
+                        'small shape; the e2e epochs of one thread count get all of it, up to 15 epochs each); once spent, stop after '
+                        'at least 10 timed calls per contender (3 epochs for e2e) (default 60)')
     p.add_argument('--slow-ms', type=float, default=100.,
                    help='contenders whose warm-up median is slower than this get 10 timed calls only (default 100)')
     p.add_argument('--strict', action='store_true', help='exit 1 when a target FAILs (the default only reports)')
@@ -96,13 +97,12 @@ def main(argv=None):
     if a.device == 'cuda': a.variants = ['default']  # glibc's malloc does not allocate CUDA memory
     cmd = ' '.join(['python benchmarks/bench_mix.py'] + [shlex.quote(s) for s in argv])
     a.out.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
+    t0, m = time.time(), report.machine()  # its load average and date are the run's start
     results = runner.run_variants(a, Path(__file__).resolve(), argv)
     recs = report.merge(results)
     target_shape = runner.QUICK_SHAPE if a.quick else runner.TARGET_SHAPE
     loss_size = (64, 1000) if not a.quick else (16, N_CLS)
     checks = report.targets(recs, a.variants, target_shape, loss_size) + report.event_checks(recs, a.variants)
-    m = report.machine()
     m.update(threads=a.threads, device=a.device, reps=a.reps, warmup=a.warmup, wall_seconds=round(time.time() - t0, 1),
              loadavg_at_end=open('/proc/loadavg').read().split()[:3] if os.path.exists('/proc/loadavg') else None)
     md = report.markdown(cmd, m, recs, checks, a.variants, report.group_order(mixer_groups()), target_shape, loss_size)

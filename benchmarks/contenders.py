@@ -181,9 +181,11 @@ def loss_contenders()->list:
     return cs
 
 def e2e_contenders(baseline=None)->list:
-    "No mixing, every fastmix mixer in both modes (and `baseline`'s), fastai's MixUp and CutMix: `make()` returns the callback"
+    "No mixing (twice: two learners), every fastmix mixer in both modes (and `baseline`'s), fastai's MixUp and CutMix: `make()` returns the callback"
     import fastai.callback.mixup as fa
-    cs = [C('no mixing', 'e2e', 'floor', lambda: None)]
+    # a second learner without mixing, the same in every way: what its ratio to the first differs from 1 is the
+    # resolution of the e2e rows (memory placement, drift), against which a 3 % target is read
+    cs = [C('no mixing', 'e2e', 'floor', lambda: None), C('no mixing, a second learner', 'e2e', 'info', lambda: None, 'no mixing')]
     for pre, kind, ms in [('fastmix', 'fastmix', mixers())] + ([('before', 'baseline', baseline_mixers(baseline))] if baseline else []):
         for label, m in ms:
             for mode in MODES:
