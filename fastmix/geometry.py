@@ -102,7 +102,7 @@ class Blend:
         keep_base:bool=True, # `idx[0]` is the identity: blend in place into `t`
         w:float=None, # K = 2 and every output weighs its partner the same (per-batch mode): that weight, a number
     ):
-        self.idx,self.weights,self.keep_base,self.w = idx,weights,keep_base,w
+        self.idx,self.weights,self.keep_base,self.w,self._w = idx,weights,keep_base,w,{}
         self.rows = idx.unbind(0)  # made with the mix (often drawn ahead): indexing `idx` per batch costs a tensor op
 
     def apply(self, t:Tensor, inplace:bool=False, scratch:Scratch=None)->Tensor:
@@ -124,7 +124,10 @@ class Blend:
     def lerp_weight(self, t:Tensor, scratch:Scratch=None):
         "The partner `idx[1]`'s weight, broadcastable to `t` (a number per batch), when the output is `lerp(t, t[idx[1]], weight)`; else None"
         if not (self.keep_base and self.idx.shape[0] == 2): return None
-        return _bcast(self.weights[:, 1], t) if self.w is None else self.w
+        if self.w is not None: return self.w
+        key = (t.dtype, t.ndim)  # made once: two tensor ops per batch otherwise
+        if key not in self._w: self._w[key] = _bcast(self.weights[:, 1], t)
+        return self._w[key]
 
     def by_cycles(self, t:Tensor, cycles:list, scratch)->Tensor:
         "In place, image by image along each cycle of the partners' permutation, so every partner is read before it is written"
@@ -372,7 +375,7 @@ class BoxPaste(Paste):
 
     def per_sample(self, t, inplace, scratch):
         "The partners gathered whole, then blended in with a 0/1 box mask (`lerp_partners`)"
-        return lerp_partners(t, self.idx[1], self.lerp_weight(t, scratch), inplace, scratch)
+        return lerp_partners(t, self.rows[1], self.lerp_weight(t, scratch), inplace, scratch)
 
     def lerp_weight(self, t:Tensor, scratch:Scratch=None)->Tensor:
         "The box as the partner's 0/1 weight, broadcastable to `t` (for floats; bool for integer `t`): the outer product of its spans"
@@ -504,6 +507,7 @@ class MaskPaste:
         like:Tensor=None, # a batch like the ones it will be applied to: a small one is planned now
     ):
         self.idx,self.mask,self._on,self._w,self._flat,self.host_idx = idx,np.asarray(mask, dtype=bool),{},{},None,_on_host(idx, host_idx)
+        self.rows = idx.unbind(0)  # made with the mix (often drawn ahead): indexing `idx` per batch costs a tensor op
         if like is not None: self.flat_source(like) if self.small(like) else self.lerp_weight(like)
 
     small,gather_all = Paste.small,Paste.gather_all  # a small batch: one gather, as `Paste`'s
@@ -525,13 +529,15 @@ class MaskPaste:
     def apply(self, t:Tensor, inplace:bool=False, scratch:Scratch=None)->Tensor:
         "The partner's pixels where the mask is set; `t` may be (B, H, W) or (B, C, H, W)"
         if self.small(t): return self.gather_all(t, inplace, scratch or _fresh)
-        return lerp_partners(t, self.idx[1], self.lerp_weight(t), inplace, scratch)
+        return lerp_partners(t, self.rows[1], self.lerp_weight(t), inplace, scratch)
 
     def lerp_weight(self, t:Tensor, scratch:Scratch=None)->Tensor:
-        "The mask as the partner's 0/1 weight, broadcastable to `t` (for floats; bool for integer `t`): made once per dtype and device"
-        key = (t.dtype, t.device)
-        if key not in self._w: m = self.mask_on(t.device); self._w[key] = m.to(t.dtype) if t.is_floating_point() else m
-        return self._w[key].view(len(self.mask), *[1]*(t.ndim-3), *t.shape[-2:])
+        "The mask as the partner's 0/1 weight, broadcastable to `t` (for floats; bool for integer `t`): made once per dtype, device and rank"
+        key = (t.dtype, t.device, t.ndim)
+        if key not in self._w:
+            m = self.mask_on(t.device)
+            self._w[key] = (m.to(t.dtype) if t.is_floating_point() else m).view(len(self.mask), *[1]*(t.ndim-3), *self.mask.shape[1:])
+        return self._w[key]
 
     def owner(self, size:tuple, dev)->Tensor:
         "(n, H, W) uint8: 1 where the partner's pixels go, 0 where the image keeps its own (`size`: (H, W), as the mask's)"
@@ -593,8 +599,8 @@ def sample_grid(
 
 def resample(
     t:Tensor, # (B, …, H, W)
-    ay:Tensor, ax:Tensor, # (B or 1, h) and (B or 1, w): `box_samples` of the rows and columns, per image or for all
-    grid:Tensor=None, # for float `t`: `sample_grid(ay, ax)`, if made beforehand
+    ay:Tensor=None, ax:Tensor=None, # (B or 1, h) and (B or 1, w): `box_samples` of the rows and columns, per image or for all
+    grid:Tensor=None, # for float `t`: `sample_grid(ay, ax)`, if made beforehand (then `ay` and `ax` are not read)
 )->Tensor: # (B, …, h, w)
     "`t` sampled at rows `ay` and columns `ax`: bilinear by `grid_sample` for float tensors (images), by index for integer ones (masks)"
     if not t.is_floating_point():  # the indices F.interpolate's nearest mode picks, without a float copy
@@ -602,11 +608,15 @@ def resample(
         r = t[torch.arange(len(t), device=t.device)[:, None, None], ..., ay[:, :, None], ax[:, None, :]]  # (B, h, w, …)
         return r.movedim(tuple(range(3, r.ndim)), tuple(range(1, r.ndim - 2)))
     # `grid_sample` is F.interpolate's bilinear at given points, several times faster on CPU; low precision is
-    # computed in float32 and rounded once, as F.interpolate does
-    ct = torch.promote_types(t.dtype, torch.float32)
-    grid = (sample_grid(ay, ax, ct) if grid is None else grid).expand(len(t), -1, -1, -1)
-    r = F.grid_sample(t.reshape(len(t), -1, *t.shape[-2:]).to(ct), grid, mode='bilinear', padding_mode='border', align_corners=False)
-    return r.view(*t.shape[:-2], *r.shape[-2:]).to(t.dtype)
+    # computed in float32 and rounded once, as F.interpolate does. Inside a fit every tensor op costs ~10 µs, so the
+    # usual case, a (B, C, H, W) float32 batch with its grid made beforehand, is one `grid_sample`
+    ct = t.dtype if t.dtype in (torch.float32, torch.float64) else torch.float32
+    grid = sample_grid(ay, ax, ct) if grid is None else grid
+    if len(grid) != len(t): grid = grid.expand(len(t), -1, -1, -1)
+    u = t if t.ndim == 4 else t.reshape(len(t), -1, *t.shape[-2:])
+    r = F.grid_sample(u if u.dtype == ct else u.to(ct), grid, mode='bilinear', padding_mode='border', align_corners=False)
+    if t.ndim != 4: r = r.view(*t.shape[:-2], *r.shape[-2:])
+    return r if r.dtype == t.dtype else r.to(t.dtype)
 
 def resize_batch(t:Tensor, size:tuple)->Tensor:
     "`t` (B, …, H, W) resized to `size` as ResizeMix resizes: bilinear for float tensors (images), nearest-neighbour for integer ones (masks)"
@@ -626,6 +636,7 @@ class ResizePaste:
         like:Tensor=None, # a batch like the ones it will be applied to: planned now (while drawing ahead)
     ):
         self.idx,self.boxes = idx,np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+        self.rows = idx.unbind(0)  # made with the mix (often drawn ahead): indexing `idx` per batch costs a tensor op
         self.partner = np.asarray(idx[1].cpu() if partner is None else partner, dtype=np.int64)
         self._samples,self._grids,self._inside,self._owner,self._flat = {},{},{},None,None
         if like is not None: self.flat_plan(like) if self.small(like) else self.plan(like)
@@ -648,11 +659,11 @@ class ResizePaste:
         if t.is_floating_point() and len(self.boxes) == 1: self.grid(t)
 
     def grid(self, t:Tensor)->Tensor:
-        "Per batch: `sample_grid` of the box for float tensors like `t`, made once (per sample it would be as large as the batch)"
-        key = (tuple(t.shape[-2:]), t.dtype, t.device)
+        "Per batch: `sample_grid` of the box for float tensors like `t`, expanded to their batch size, made once (per sample it would be as large as the batch)"
+        key = (tuple(t.shape[:1]) + tuple(t.shape[-2:]), t.dtype, t.device)
         if key not in self._grids:
             (ay, ax), (y0, y1, x0, x1) = self.samples(t), self.boxes[0]
-            self._grids[key] = sample_grid(ay[:, y0:y1], ax[:, x0:x1], torch.promote_types(t.dtype, torch.float32))
+            self._grids[key] = sample_grid(ay[:, y0:y1], ax[:, x0:x1], torch.promote_types(t.dtype, torch.float32)).expand(len(t), -1, -1, -1)
         return self._grids[key]
 
     def inside(self, t:Tensor)->Tensor:
@@ -702,11 +713,12 @@ class ResizePaste:
             y0, y1, x0, x1 = self.boxes[0].tolist()
             out = t if inplace else t.clone()
             ext = [y1 - y0, x1 - x0]  # the partners go straight into the box: `t` is read whole before it is written
-            grid = self.grid(t) if t.is_floating_point() else None
-            if min(ext) > 0: torch.index_select(resample(t, ay[:, y0:y1], ax[:, x0:x1], grid), 0, self.idx[1], out=_box(out, [y0, x0], ext))
+            if min(ext) > 0:
+                src = resample(t, grid=self.grid(t)) if t.is_floating_point() else resample(t, ay[:, y0:y1], ax[:, x0:x1])
+                torch.index_select(src, 0, self.rows[1], out=_box(out, [y0, x0], ext))
             return out
         # per sample: each partner sampled over the whole frame for its own box, kept inside the box
-        part = resample(t.index_select(0, self.idx[1]), ay, ax)
+        part = resample(t.index_select(0, self.rows[1]), ay, ax)
         return torch.where(self.inside(t), part, t, out=t if inplace else torch.empty_like(t))
 
     def per_image(self, t:Tensor, inplace:bool, ay:Tensor, ax:Tensor)->Tensor:

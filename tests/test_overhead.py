@@ -3,6 +3,9 @@ import pickle, torch, pytest
 from fastai.basics import *
 from fastmix.all import *
 from fastmix.core import *
+import numpy as np
+from torch.utils._python_dispatch import TorchDispatchMode
+from fastmix.geometry import Scratch
 from helpers import synth_learner
 
 def mixes_of_a_fit(make, epochs=2, **kw):
@@ -125,3 +128,33 @@ def test_label_map_mixed_loss_is_one_log_softmax_and_matches_the_definition(igno
     torch.testing.assert_close(got, exp)
     torch.testing.assert_close(torch.autograd.grad(got.sum(), pred)[0], torch.autograd.grad(exp.sum(), pred)[0])
     torch.testing.assert_close(mixed_loss(lf, pred, [(Y[:, 0],), (Y[:, 1],)], w), got)  # the per-source form agrees
+
+class _Ops(TorchDispatchMode):
+    "The aten ops run inside the `with` block, by name"
+    def __init__(self): super().__init__(); self.names = []
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+def _ops_of_apply(make, x, seed):
+    "The ops applying a mix drawn for `x` runs on a fresh copy of `x`, in place, with its work buffers already made"
+    cb = make(seed)
+    while (mix := cb.choose(x)) is None: pass
+    sc = Scratch()
+    mix.geom.apply(x.clone(), inplace=True, scratch=sc)
+    t = x.clone()
+    with _Ops() as ops: mix.geom.apply(t, inplace=True, scratch=sc)
+    return mix, ops.names
+
+@pytest.mark.parametrize('seed', range(4))
+@pytest.mark.parametrize('name,make,most', [
+    ('MixUp', lambda s: MixUp(seed=s), ['index_select', 'lerp_']),
+    ('MixUp sample', lambda s: MixUp(mode='sample', seed=s), ['index_select', 'lerp_']),
+    ('FMix', lambda s: FMix(seed=s), ['index_select', 'lerp']),
+    ('FMix sample', lambda s: FMix(mode='sample', seed=s), ['index_select', 'lerp']),
+    ('ResizeMix', lambda s: ResizeMix(seed=s), ['grid_sampler_2d', 'as_strided', 'index_select'])])
+def test_a_drawn_mix_is_applied_in_a_few_tensor_ops(name, make, most, seed):
+    "After a training step each tensor op costs ~10 µs: what can be made when the mix is drawn (partner rows, weights, grids) is not made per batch"
+    x = torch.randn(128, 3, 32, 32)  # above the small-batch gather: the general paths
+    mix, names = _ops_of_apply(make, x, seed)
+    assert names == most or (name == 'ResizeMix' and names == [] and 0 in np.diff(mix.geom.boxes[0])[::2]), names
