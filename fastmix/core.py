@@ -64,6 +64,16 @@ def _plain_ce(lf, pred):
     if not (isinstance(f, nn.CrossEntropyLoss) and f.weight is None and f.label_smoothing == 0): return None
     return f if pred.ndim == 2 or getattr(lf, 'axis', 1) % pred.ndim == 1 else None
 
+def _ce_of(lf):
+    "The `nn.CrossEntropyLoss` or `nn.NLLLoss` behind `lf` (their mean is over the targets' weights), else None"
+    f = getattr(lf, 'func', lf)
+    return f if isinstance(f, (nn.CrossEntropyLoss, nn.NLLLoss)) else None
+
+def _target_weight(f, y:Tensor)->Tensor:
+    "How much each target of `y` counts in `f`'s mean: its class weight (1 without), 0 if ignored"
+    ok = y != f.ignore_index
+    return ok if f.weight is None else f.weight[y * ok] * ok
+
 def _mixed_ce(pred, Y, weights, ignore_index, red):
     "Cross-entropy mixed over the K sources of class indices `Y` (B, K, ...): one log-softmax, the K picked log-probabilities weighted"
     lsm = torch.log_softmax(pred, 1)
@@ -71,8 +81,10 @@ def _mixed_ce(pred, Y, weights, ignore_index, red):
     picked = lsm.gather(1, Y * ok)
     w = weights.to(lsm.dtype).view(*weights.shape, *[1] * (Y.ndim - 2)).mul(ok)
     if red == 'none': return -(picked * w).sum(1).reshape(-1)
-    # the reduction's sign and scale go into the weights (no gradient there): one dot product is the whole loss
-    return torch.dot(picked.reshape(-1), w.mul_(-Y.shape[1] / Y.numel() if red == 'mean' else -1).reshape(-1))
+    # a mean divides each source's terms by its own count of targets not ignored, as `F.cross_entropy` does one source's
+    if red == 'mean': w.div_(ok.sum([d for d in range(Y.ndim) if d != 1], keepdim=True, dtype=w.dtype).clamp_min_(1))
+    # the reduction's sign and scale are in the weights (no gradient there): one dot product is the whole loss
+    return torch.dot(picked.reshape(-1), w.neg_().reshape(-1))
 
 def mixed_loss(
     lf, # The original loss function
@@ -88,8 +100,11 @@ def mixed_loss(
         ybs = [(y,) for y in ybs.unbind(1)]
     if ce is not None and all(len(yb) == 1 and yb[0].shape == ys for yb in ybs):
         return _mixed_ce(pred, torch.stack([yb[0] for yb in ybs], 1), weights, ce.ignore_index, red)
-    with NoneReduce(lf) as nlf:
-        loss = sum(nlf(pred, *yb).reshape(bs, -1) * weights[:, k, None].to(pred.dtype) for k, yb in enumerate(ybs))
+    with NoneReduce(lf) as nlf: terms = [nlf(pred, *yb).reshape(bs, -1) * weights[:, k, None].to(pred.dtype) for k, yb in enumerate(ybs)]
+    if red == 'mean' and (f := _ce_of(lf)) is not None and all(len(yb) == 1 for yb in ybs):
+        # class weights and ignored targets: each source's terms over its targets' total weight, as `lf` reduces one source
+        return sum(t.sum() / _target_weight(f, yb[0]).sum().to(t.dtype).clamp_min(torch.finfo(t.dtype).tiny) for t, yb in zip(terms, ybs))
+    loss = sum(terms)
     return loss.mean() if red == 'mean' else loss.sum() if red == 'sum' else loss.view(-1)
 
 # %% ../nbs/40_core.ipynb #afdd7140

@@ -99,8 +99,12 @@ def test_mixed_ce_with_ignored_targets(ignore_index, red, K):
     if K == 2: w = w[:1].expand(8, K)  # per-batch weights are one row broadcast, as the handler uploads them
     lf = CrossEntropyLossFlat(ignore_index=ignore_index, reduction=red)
     got = mixed_loss(lf, pred, Y.T.contiguous().T, w)  # as `after_loss` gathers them: (B, K), column-major
-    per = sum(w[:, k] * F.cross_entropy(pred, Y[:, k], reduction='none', ignore_index=ignore_index) for k in range(K))
-    exp = per.mean() if red == 'mean' else per.sum() if red == 'sum' else per
+    terms = [w[:, k] * F.cross_entropy(pred, Y[:, k], reduction='none', ignore_index=ignore_index) for k in range(K)]
+    per = sum(terms)
+    # a mean: each source's terms over its own count of targets not ignored (what `F.cross_entropy` divides one source by)
+    exp = sum(t.sum() / (Y[:, k] != ignore_index).sum() for k, t in enumerate(terms)) if red == 'mean' else per.sum() if red == 'sum' else per
+    if red == 'mean' and K == 2:  # per-batch weights: the MixUp loss λ·CE(y_a) + (1−λ)·CE(y_b), each reduced by itself
+        torch.testing.assert_close(got, sum(w[0, k] * F.cross_entropy(pred, Y[:, k], ignore_index=ignore_index) for k in range(K)))
     torch.testing.assert_close(got, exp)
     ga, = torch.autograd.grad(got.sum(), pred)
     ge, = torch.autograd.grad(exp.sum(), pred)

@@ -43,3 +43,40 @@ def test_reduction_none_keeps_per_item():
     pred, y, idx, w = _case(2)
     out = mixed_loss(CrossEntropyLossFlat(reduction='none'), pred, [(y[idx[k]],) for k in range(2)], w)
     assert out.shape == (7,)
+
+def _ce_case(name, seg):
+    "Cross-entropy and NLL losses whose mean is over the targets' weights: class weights, ignored targets, both, with smoothing"
+    cw, ax = torch.tensor([1., 2., 5., .5, 3.]), dict(axis=1) if seg else {}
+    return {'ignored': lambda: CrossEntropyLossFlat(ignore_index=255, **ax), 'class weights': lambda: CrossEntropyLossFlat(weight=cw, **ax),
+            'both': lambda: CrossEntropyLossFlat(weight=cw, ignore_index=255, **ax),
+            'both, smoothed': lambda: CrossEntropyLossFlat(weight=cw, ignore_index=255, label_smoothing=.1, **ax),
+            'torch CE': lambda: nn.CrossEntropyLoss(weight=cw, ignore_index=255), 'torch NLL': lambda: nn.NLLLoss(weight=cw, ignore_index=255)}[name]()
+
+@pytest.mark.parametrize('name', ['ignored', 'class weights', 'both', 'both, smoothed', 'torch CE', 'torch NLL'])
+@pytest.mark.parametrize('seg', [False, True])
+def test_weighted_and_ignored_targets_reduce_as_the_loss_does(name, seg):
+    "Unmixed (weights 1, 0) it is the loss itself; per batch it is λ·lf(y_a) + (1−λ)·lf(y_b), each source reduced by `lf`"
+    lf, g = _ce_case(name, seg), torch.Generator().manual_seed(3)
+    shape = (6, 5, 4, 3) if seg else (6, 5)
+    pred = torch.randn(*shape, generator=g)
+    if isinstance(lf, nn.NLLLoss): pred = pred.log_softmax(1)
+    ya, yb = (torch.randint(0, 5, (shape[0], *shape[2:]), generator=g) for _ in range(2))
+    f = getattr(lf, 'func', lf)
+    ign = f.ignore_index == 255  # else no target may be 255
+    if ign: ya.view(-1)[::3] = 255; yb.view(-1)[1::4] = 255
+    one = torch.tensor([[1., 0.]]).expand(shape[0], 2)
+    torch.testing.assert_close(mixed_loss(lf, pred, [(ya,), (yb,)], one), lf(pred, ya))
+    lam = torch.tensor([[.3, .7]]).expand(shape[0], 2)
+    torch.testing.assert_close(mixed_loss(lf, pred, [(ya,), (yb,)], lam), .3 * lf(pred, ya) + .7 * lf(pred, yb))
+    torch.testing.assert_close(mixed_loss(lf, pred, torch.stack([ya, yb], 1), lam), .3 * lf(pred, ya) + .7 * lf(pred, yb))
+    # per sample: each source's weighted terms over its targets' weight in the mean; unmixed rows count as the loss counts
+    # them, and a source whose targets are all ignored adds 0, not NaN
+    w = torch.rand(shape[0], 1, generator=g); w = torch.cat([w, 1 - w], 1)
+    w[:2] = torch.tensor([1., 0.])
+    ys = [ya, torch.full_like(yb, 255) if ign else yb]
+    smooth = {'label_smoothing': f.label_smoothing} if isinstance(f, nn.CrossEntropyLoss) else {}
+    none = lambda y: (F.cross_entropy if smooth else F.nll_loss)(pred, y, reduction='none', weight=f.weight, ignore_index=f.ignore_index, **smooth)
+    count = lambda y: ((y != f.ignore_index) * (1. if f.weight is None else f.weight[y * (y != f.ignore_index)])).sum()
+    exp = sum((none(y).reshape(shape[0], -1) * w[:, k, None]).sum() / count(y).clamp_min(1e-30) for k, y in enumerate(ys))
+    torch.testing.assert_close(mixed_loss(lf, pred, [(y,) for y in ys], w), exp)
+    if ign: assert torch.isfinite(mixed_loss(lf, pred, [(torch.full_like(ya, 255),)] * 2, w))

@@ -123,8 +123,10 @@ def test_label_map_mixed_loss_is_one_log_softmax_and_matches_the_definition(igno
     w = torch.rand(4, 1, generator=g, dtype=torch.float64); w = torch.cat([w, 1 - w], 1)
     lf = CrossEntropyLossFlat(axis=1, ignore_index=ignore_index, reduction=red)
     got = mixed_loss(lf, pred, Y, w)
-    per = sum(w[:, k, None, None] * F.cross_entropy(pred, Y[:, k], reduction='none', ignore_index=ignore_index) for k in range(2))
-    exp = per.mean() if red == 'mean' else per.sum() if red == 'sum' else per.view(-1)
+    terms = [w[:, k, None, None] * F.cross_entropy(pred, Y[:, k], reduction='none', ignore_index=ignore_index) for k in range(2)]
+    per = sum(terms)
+    exp = (sum(t.sum() / (Y[:, k] != ignore_index).sum() for k, t in enumerate(terms)) if red == 'mean' else
+           per.sum() if red == 'sum' else per.view(-1))
     torch.testing.assert_close(got, exp)
     torch.testing.assert_close(torch.autograd.grad(got.sum(), pred)[0], torch.autograd.grad(exp.sum(), pred)[0])
     torch.testing.assert_close(mixed_loss(lf, pred, [(Y[:, 0],), (Y[:, 1],)], w), got)  # the per-source form agrees
