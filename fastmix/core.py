@@ -12,7 +12,7 @@ import numpy as np, torch
 from torch import Tensor
 from fastai.basics import *
 from fastai.callback.mixup import MixHandler as _FastaiMix
-from .geometry import to_device, Scratch, Blend
+from .geometry import to_device, own_memory, Scratch, Blend
 
 # %% auto #0
 __all__ = ['Mix', 'check_number', 'check_range', 'mixed_loss', 'MixHandler']
@@ -206,8 +206,8 @@ class MixHandler(Callback):
         return t.shape == x.shape
 
     def can_overwrite(self, t)->bool:
-        "In training, mix in place when `t` is a batch of its own (not a view into a dataset, not part of a graph)"
-        return t._base is None and not t.requires_grad
+        "In training, mix in place when `t` is a batch of its own (all of its memory, not part of a graph)"
+        return own_memory(t) and not t.requires_grad
 
     def check_batch(self, x, yb, xb=()):
         "Errors for batches no method can mix"
@@ -264,14 +264,21 @@ class MixHandler(Callback):
         if mix is None: return None, xb, yb
         return (mix, *self.apply_mix(mix, x, xb, yb, inplace))
 
+    def apply_geom(self, mix:Mix, t:Tensor, inplace:bool=False)->Tensor:
+        "`mix`'s geometry applied to `t`, in place where `t` may be overwritten"
+        # fastai's tensor types (`TensorImage`, `TensorMask`) dispatch every op through Python: the mix works on a plain alias
+        p = t.as_subclass(Tensor) if isinstance(t, TensorBase) else t
+        r = mix.geom.apply(p, inplace=inplace and self.can_overwrite(t), scratch=self.scratch)
+        return r if p is t else t if r is p else retain_type(r, t)
+
     def apply_mix(self, mix:Mix, x:Tensor, xb:tuple, yb:tuple, inplace:bool=False)->tuple:
         "`(xb, yb)` mixed by `mix`, drawn for their first input `x`"
         if len(xb) == 1 and len(yb) == 1 and _is_labels(yb[0]) and self.follows(x, x, _space(x)):
             # the common batch, one image tensor and one class index per image: the general path's checks cost as much as a small mix
             mix.in_loss = (True,)
-            return (mix.geom.apply(x, inplace=inplace and self.can_overwrite(x), scratch=self.scratch),), yb
+            return (self.apply_geom(mix, x, inplace),), yb
         sp = _space(x)
-        app = lambda t, inplace=False: mix.geom.apply(t, inplace=inplace and self.can_overwrite(t), scratch=self.scratch)
+        app = lambda t, inplace=False: self.apply_geom(mix, t, inplace)
         xb = tuple(app(t, inplace) if self.follows(t, x, sp) else t for t in xb)
         # a target is cut like the pixels (masks), blended by weight (multi-hot, regression), or left to the loss
         if mix.geom.cuts is None and any(_is_spatial(y, sp) for y in yb):  # some images blended, some cut

@@ -6,12 +6,12 @@ Docs: https://fastmix.github.io/fastmix/geometry.html.md"""
 
 # %% ../nbs/41_geometry.ipynb #01c39b3c
 from __future__ import annotations
-import math, functools, numpy as np, torch
+import math, functools, sys, numpy as np, torch
 import torch.nn.functional as F
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['to_device', 'Scratch', 'take_images', 'Blend', 'lerp_partners', 'gather_pixels', 'small_batch', 'Paste',
+__all__ = ['to_device', 'own_memory', 'Scratch', 'take_images', 'Blend', 'lerp_partners', 'gather_pixels', 'small_batch', 'Paste',
            'cutmix_boxes', 'BoxPaste', 'ricap_rects', 'TilePaste', 'MaskPaste', 'sample_points', 'box_samples',
            'sample_grid', 'resample', 'resize_batch', 'ResizePaste']
 
@@ -26,6 +26,16 @@ def to_device(a, dev)->Tensor:
 
 def _dense(t:Tensor)->bool: return t.is_contiguous() or t.ndim == 4 and t.is_contiguous(memory_format=torch.channels_last)
 
+def own_memory(t:Tensor)->bool:
+    "Is `t` all of its memory: not a view, or a view of the whole of its base (how fastai's `TensorImage` batches come)?"
+    b = t._base
+    return b is None or (t.data_ptr() == b.data_ptr() and t.shape == b.shape and t.stride() == b.stride() and t.dtype == b.dtype)
+
+def _storage_users(t:Tensor)->int:
+    "How many tensors share `t`'s storage, plus one (counted through the storage; large when torch cannot say)"
+    use_count = getattr(torch._C, '_storage_Use_Count', None)
+    return use_count(t.untyped_storage()._cdata) if use_count else 1 << 30
+
 class Scratch:
     "Work buffers kept from batch to batch on CPU, where a fresh batch-sized allocation costs page faults every call"
     def __init__(self): self.bufs,self.views,self.adopted = {},{},{}  # adopted: name -> its storage's address
@@ -38,8 +48,8 @@ class Scratch:
         if not like.is_cpu: return torch.empty_like(like) if shape is None else like.new_empty(shape)  # CUDA recycles
         dense = shape is None and _dense(like)
         key = (tuple(like.shape if shape is None else shape), like.stride() if dense else None, like.dtype)
-        if (a := self.adopted.get(name)) is not None and a == like.untyped_storage().data_ptr():
-            self.forget(name)  # never hand out `like` itself
+        if (a := self.adopted.get(name)) is not None and (a == like.untyped_storage().data_ptr() or self.held_elsewhere(name)):
+            self.forget(name)  # never hand out `like` itself, nor a batch someone else still holds
         view = self.views.get(name)
         if view is not None and view[0] == key: return view[1]  # the same view as last time: no tensor op at all
         n, buf = math.prod(key[0]), self.bufs.get(name)
@@ -50,11 +60,17 @@ class Scratch:
         return view
     def adopt(self, name:str, t:Tensor):
         "Keep `t`, a batch the caller gave up for a new one, as buffer `name`: replacing a batch then costs no copy back"
-        if t.is_cpu and _dense(t):
+        if t.is_cpu and _dense(t) and own_memory(t):
             # kept as it is (a view of it costs a tensor op): the next call for its own shape gets it back as is
             self.bufs[name] = t
             self.views[name] = (tuple(t.shape), t.stride(), t.dtype), t
             self.adopted[name] = t.untyped_storage().data_ptr()
+    def held_elsewhere(self, name:str)->bool:
+        "Is the batch adopted as `name` referenced outside this `Scratch` (a dataset that keeps its batches, a callback)?"
+        t = self.bufs[name]
+        # ours: `bufs`, the `views` entry, and `t` here; a view of it held elsewhere shares its storage (as `t`'s base
+        # does when `t` is a whole view of it: fastai's subclassed batches)
+        return sys.getrefcount(t) > 4 or _storage_users(t) > 2 + (t._base is not None)
     def forget(self, name:str): self.bufs.pop(name, None); self.views.pop(name, None); self.adopted.pop(name, None)
     def clear(self): self.bufs.clear(); self.views.clear(); self.adopted.clear()
 

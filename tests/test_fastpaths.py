@@ -188,3 +188,46 @@ def test_select_by_one_lerp_is_each_images_geometry(make, kind):
     with pytest.raises(AssertionError):
         g = mix.geom; g.partner = g.partner.roll(1)
         check_mix(x, g.apply(x), mix)
+
+def test_a_batch_held_elsewhere_is_never_a_work_buffer():
+    "A replaced batch becomes the next work buffer only when nothing else holds it: reuse costs nothing, and overwrites nobody's data"
+    like, ptr = torch.randn(4, 3, 8, 8), lambda t: t.untyped_storage().data_ptr()
+    sc = Scratch(); t = torch.randn(4, 3, 8, 8); p = ptr(t); sc.adopt('out', t); del t
+    assert ptr(sc('out', like)) == p  # nobody else holds it: reused as it is
+    for hold in (lambda t: [t], lambda t: t[:2], lambda t: t.numpy()):  # the tensor itself, a view of it, an array over it
+        sc = Scratch(); t = torch.randn(4, 3, 8, 8); kept, copy = hold(t), t.clone(); sc.adopt('out', t); del t
+        buf = sc('out', like)
+        buf.fill_(7.)
+        first = kept[0] if isinstance(kept, list) else kept
+        assert torch.equal(torch.as_tensor(first), copy[:len(first)]) and ptr(buf) != ptr(torch.as_tensor(first))
+
+@pytest.mark.parametrize('make', [lambda: RICAP(seed=0), lambda: RICAP(seed=0, mode='sample'), lambda: CutMix(seed=0),
+                                  lambda: CutMix(seed=0, mode='sample'), lambda: FMix(seed=0), lambda: FMix(seed=0, mode='sample')])
+def test_batches_a_dataset_keeps_are_not_overwritten(make):
+    """A loader that yields the batches its dataset keeps (fastai `DataLoader(bs=None)`): these small batches are mixed
+    into a work buffer, and the batch replaced by it is not reused as a buffer while the dataset holds it"""
+    from fastai.basics import DataLoaders, Learner
+    from fastai.data.load import DataLoader as FDL
+    from fastmix.demo import small_cnn
+    g = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(8, 3, 8, 8, generator=g), torch.randint(0, 3, (8,), generator=g)) for _ in range(4)]
+    kept = [x.clone() for x, _ in batches]
+    learn = Learner(DataLoaders(FDL(batches, bs=None), FDL(batches[:1], bs=None)), small_cnn(3, 3), loss_func=CrossEntropyLossFlat(), cbs=make())
+    with learn.no_bar(), learn.no_logging(): learn.fit(2)
+    assert all(torch.equal(x, k) for (x, _), k in zip(batches, kept))  # was: each held the next batch's mix
+
+def test_fastai_batches_are_mixed_in_place_and_keep_their_type():
+    "A DataBlock's batches are `TensorImage` views of the whole of a plain tensor: they are mixed in place, as plain tensors, and stay `TensorImage`"
+    from fastai.torch_core import TensorImage, TensorImageBW
+    from fastmix.demo import mnist_dls
+    xb, _ = mnist_dls(64, 16, bs=16).one_batch()
+    assert type(xb) is TensorImageBW and xb._base is not None and MixUp().can_overwrite(xb)  # was False: never in place in a fit
+    assert not MixUp().can_overwrite(torch.randn(8, 3, 6, 6)[:4])  # a view of part of a tensor: never
+    base = torch.randn(8, 3, 40, 40)  # above the small-batch gather
+    for cb in (MixUp(seed=0), CutMix(seed=0), RICAP(seed=0), CutMix(seed=0, mode='sample')):
+        t = base.clone().view(base.shape).as_subclass(TensorImage)
+        t.set_meta({'img_size': (40, 40)}) if hasattr(t, 'set_meta') else setattr(t, 'img_size', (40, 40))
+        mix, (xm,), _ = cb.mix_batch((t,), (torch.arange(8),), inplace=True)
+        assert type(xm) is TensorImage and xm.__dict__ == t.__dict__
+        assert torch.equal(xm.as_subclass(torch.Tensor), mix.geom.apply(base.clone()))
+        if not isinstance(cb, RICAP): assert xm is t  # in place: the batch itself (RICAP builds a new one in its buffer)
