@@ -7,6 +7,7 @@ Docs: https://fastmix.github.io/fastmix/cli.html.md"""
 # %% ../nbs/30_cli.ipynb #e246ed4d
 from __future__ import annotations
 import argparse, sys, warnings
+from pathlib import Path
 
 # %% auto #0
 __all__ = ['QUICK', 'FULL', 'CLIError', 'parser', 'main']
@@ -32,10 +33,18 @@ def _positive(name, typ=int):
         return v
     return f
 
+def _whole(name):
+    def f(s):
+        try: v = int(s)
+        except ValueError: raise CLIError(f"{name} must be a whole number, got {s!r}")
+        if v < 0: raise CLIError(f"{name} must be >= 0, got {v}")
+        return v
+    return f
+
 def _seeds(s):
     try: seeds = [int(v) for v in s.split(',') if v.strip()]
     except ValueError: raise CLIError(f"--seeds must be whole numbers separated by commas, got {s!r}")
-    if not seeds or len(set(seeds)) < len(seeds): raise CLIError(f"--seeds must be distinct whole numbers, got {s!r}")
+    if not seeds or len(set(seeds)) < len(seeds) or min(seeds) < 0: raise CLIError(f"--seeds must be distinct whole numbers >= 0, got {s!r}")
     return seeds
 
 QUICK = dict(epochs=2, n_train=256, n_test=500)  # `--quick`: a smoke run, whose numbers mean nothing
@@ -65,7 +74,7 @@ def parser()->argparse.ArgumentParser:
     v.add_argument('--data', default=None, help="an image folder in ImageNet layout (default: scikit-image's bundled photos)")
     v.add_argument('--out', default='preview.png', help='the PNG to write (default: %(default)s)')
     v.add_argument('--n', type=_positive('--n'), default=6, help='how many images (default: %(default)s)')
-    v.add_argument('--seed', type=int, default=0, help="the mixer's seed (default: %(default)s)")
+    v.add_argument('--seed', type=_whole('--seed'), default=0, help="the mixer's seed, a whole number >= 0 (default: %(default)s)")
     v.add_argument('--mode', choices=['batch', 'sample'], default='batch', help="one draw per batch, or one per image (default: %(default)s)")
     v.add_argument('--panels', action='store_true', help='add the partner and the difference beside each image')
     return p
@@ -89,6 +98,8 @@ def main(args=None)->int:
         else:
             from fastmix.preview import show_mix
             from fastmix.mixers import MIXERS
+            out = Path(a.out)
+            if not out.parent.is_dir(): raise CLIError(f"--out: no such folder: {out.parent}")
             dls = folder_dls(a.data, bs=max(a.n, 2), size=160, seed=a.seed) if a.data else photo_dls(bs=max(a.n, 2), seed=a.seed)
             show_mix(MIXERS[a.method](seed=a.seed, mode=a.mode), dls, n=a.n, panels=a.panels, path=a.out)
             print(f'wrote {a.out}')

@@ -100,7 +100,12 @@ def mixed_loss(
         ybs = [(y,) for y in ybs.unbind(1)]
     if ce is not None and all(len(yb) == 1 and yb[0].shape == ys for yb in ybs):
         return _mixed_ce(pred, torch.stack([yb[0] for yb in ybs], 1), weights, ce.ignore_index, red)
-    with NoneReduce(lf) as nlf: terms = [nlf(pred, *yb).reshape(bs, -1) * weights[:, k, None].to(pred.dtype) for k, yb in enumerate(ybs)]
+    try:
+        with NoneReduce(lf) as nlf: terms = [nlf(pred, *yb).reshape(bs, -1) * weights[:, k, None].to(pred.dtype) for k, yb in enumerate(ybs)]
+    except TypeError as e:
+        if 'reduction' not in str(e): raise
+        raise TypeError(f"the targets are class indices, so the loss {lf!r} is computed per sample (reduction='none') and "
+                        f"weighted; it has no `reduction` argument ({e}): give it one, or use fastai's `CrossEntropyLossFlat`") from e
     if red == 'mean' and (f := _ce_of(lf)) is not None and all(len(yb) == 1 for yb in ybs):
         # class weights and ignored targets: each source's terms over its targets' total weight, as `lf` reduces one source
         return sum(t.sum() / _target_weight(f, yb[0]).sum().to(t.dtype).clamp_min(torch.finfo(t.dtype).tiny) for t, yb in zip(terms, ybs))

@@ -67,8 +67,8 @@ class MixChoice(MixHandler):
         **kwargs # `p`, `mode`, `seed`, `off_epochs`, `off_pct` of `MixHandler`
     ):
         super().__init__(**kwargs)
-        mixers = list(mixers)
-        if not mixers or not all(isinstance(m, MixHandler) for m in mixers):
+        mixers = list(mixers) if isinstance(mixers, (list, tuple)) else mixers
+        if not isinstance(mixers, list) or not mixers or not all(isinstance(m, MixHandler) for m in mixers):
             raise TypeError(f"`mixers` must be a non-empty list of MixHandler callbacks, got {mixers!r}")
         probs = [1 / len(mixers)] * len(mixers) if probs is None else [check_number('probs', q, 0, 1, sched_ok=False) for q in probs]
         if len(probs) != len(mixers) or abs(sum(probs) - 1) > 1e-6:
@@ -115,6 +115,7 @@ class CutMixUp(MixChoice):
         **kwargs # `p`, `mode`, `seed`, `off_epochs`, `off_pct` of `MixHandler`
     ):
         switch_prob = check_number('switch_prob', switch_prob, 0, 1, sched_ok=False)
+        for name, a in (('mixup_alpha', mixup_alpha), ('cutmix_alpha', cutmix_alpha)): check_number(name, a, 0, lo_open=True)
         # seeded so that building them leaves Python's `random` alone: `MixChoice` gives them its own generator
         mixers = [MixUp(mixup_alpha, seed=0), CutMix(cutmix_alpha, seed=0)]
         super().__init__(mixers, [1 - switch_prob, switch_prob], **kwargs)

@@ -24,7 +24,8 @@ def default_modules(model:nn.Module)->list:
     # fastai's `vision_learner` layout, `Sequential(body, head)`: the body's blocks; else all but the output layer
     if len(kids) == 2 and all(isinstance(k, nn.Sequential) for k in kids): kids = list(kids[0].children())
     else: kids = kids[:-1]
-    return [k for k in kids if next(k.parameters(), None) is not None]
+    # a `ModuleList` or `ModuleDict` (fastai's tabular `embeds`) is a container the model indexes, never calls: no output to mix
+    return [k for k in kids if next(k.parameters(), None) is not None and not isinstance(k, (nn.ModuleList, nn.ModuleDict))]
 
 # %% ../nbs/12_manifold.ipynb #fc92ab17
 class _Inert:

@@ -46,9 +46,9 @@ def mixed_preview_batch(mixer:MixHandler, dls:DataLoaders, n:int=9, batch=None, 
         xb, yb = tuple(b[:i]), tuple(b[i:])
         n = min(n, len(xb[0]))
         xb, yb = tuple(t[:n] for t in xb), tuple(t[:n] for t in yb)
-        for _ in range(tries):  # with p < 1 a batch may be left unmixed: show a mixed one if there is one
-            mix, xm, ym = mixer.mix_batch(xb, yb)
-            if mix is not None: break
+        for _ in range(tries):  # a batch may be left unmixed (p < 1) or drawn whole from one source per image (a RICAP
+            mix, xm, ym = mixer.mix_batch(xb, yb)  # boundary on the edge, λ of 1): show one where some image is mixed
+            if mix is not None and bool((mix.weights.max(1).values < 1 - 1e-6).any()): break
         return xm, ym, mix, xb
     finally: mixer.rng.bit_generator.state = state
 

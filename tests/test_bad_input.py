@@ -11,6 +11,9 @@ from helpers import batch, synth_learner
 
 BAD_ARGS = [  # (class, kwargs, exception, regex the message must match)
     (MixUp,  dict(alpha=0),              ValueError, r"`alpha` must be in \(0, .*got 0$"),
+    (CutMixUp, dict(mixup_alpha=0),      ValueError, r"`mixup_alpha` must be in \(0, .*got 0$"),
+    (CutMixUp, dict(cutmix_alpha=-2),    ValueError, r"`cutmix_alpha` must be in \(0, .*got -2$"),
+    (MixChoice, dict(mixers=None),       TypeError,  r"`mixers` must be a non-empty list of MixHandler callbacks, got None$"),
     (MixUp,  dict(alpha=-0.5),           ValueError, r"`alpha` must be in \(0, .*got -0\.5$"),
     (CutMix, dict(alpha=float('nan')),   ValueError, r"`alpha` must be a finite number.*got nan$"),
     (CutMix, dict(alpha=float('inf')),   ValueError, r"`alpha` must be a finite number.*got inf$"),
@@ -121,3 +124,12 @@ def test_y_int_loss_with_float_targets(method):
     with pytest.raises(TypeError, match=r"takes class indices \(`y_int`\) but target 0 is torch\.float32"):
         learn.fit(1, 1e-2)
 
+
+def test_a_loss_without_reduction_is_named_in_the_error():
+    "With class-index targets the loss runs per sample: a plain function without `reduction` gets an error that says so"
+    def my_ce(pred, targ): return F.cross_entropy(pred, targ)
+    learn = synth_learner(cbs=MixUp(seed=0))
+    learn.loss_func = my_ce
+    with pytest.raises(TypeError, match=r"the targets are class indices, so the loss .*my_ce.* has no `reduction` argument"):
+        learn.fit(1)
+    assert learn.loss_func is my_ce

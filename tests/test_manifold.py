@@ -339,3 +339,18 @@ def test_hidden_blend_gradient_is_the_blend_matrix_transposed(K, per_sample):
     grad, = torch.autograd.grad(out, t, up)
     torch.testing.assert_close(out, (M @ t.detach().view(bs, -1)).view_as(t))
     torch.testing.assert_close(grad, (M.T @ up.view(bs, -1)).view_as(t))
+
+def test_default_modules_skip_containers_the_model_never_calls():
+    "fastai's tabular model indexes its `embeds` ModuleList: drawing it would fail the batch (it has no output to mix)"
+    import pandas as pd
+    from fastai.tabular.all import TabularDataLoaders, tabular_learner, Categorify, Normalize
+    from fastmix.manifold import default_modules
+    g = np.random.default_rng(0)
+    df = pd.DataFrame({'a': g.choice(['x', 'y', 'z'], 96), 'b': g.normal(size=96), 'y': g.choice(['p', 'q'], 96)})
+    dls = TabularDataLoaders.from_df(df, cat_names=['a'], cont_names=['b'], y_names='y', procs=[Categorify, Normalize], bs=16)
+    mods = default_modules(tabular_learner(dls, layers=[8]).model)
+    assert mods and not any(isinstance(m, (nn.ModuleList, nn.ModuleDict)) for m in mods)
+    for seed in range(3):
+        learn = tabular_learner(dls, layers=[8], cbs=ManifoldMixUp(seed=seed))
+        with learn.no_bar(), learn.no_logging(): learn.fit(1)
+        assert np.isfinite(learn.recorder.losses[-1].item())

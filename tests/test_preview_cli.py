@@ -108,6 +108,8 @@ def test_preview_command(tmp_path):
     (['demo', '--epochs', 'two'], '--epochs must be a whole number'),
     (['demo', '--lr', 'nan'], '--lr must be > 0, got nan'),
     (['demo', '--seeds', '1,1'], '--seeds must be distinct'),
+    (['preview', '--seed', '-1'], '--seed must be >= 0, got -1'),
+    (['preview', '--out', '/no/such/folder/p.png'], '--out: no such folder: /no/such/folder'),
     (['demo', '--n-train', '4999'], '--n-train: at most 3000 images'),
     (['demo', '--data', '/no/such/folder'], 'no such folder'),
     (['preview', '--method', 'nope'], 'unknown method nope'),
@@ -121,3 +123,11 @@ def test_folder_without_images(tmp_path):
     (tmp_path/'notes.txt').write_text('no images here')
     r = _run('demo', '--data', str(tmp_path))
     assert r.returncode == 2 and 'no images found' in r.stderr and r.stderr.count('\n') == 1
+
+def test_preview_shows_a_mixed_batch_when_a_draw_mixes_nothing():
+    "A RICAP boundary on the image's edge takes each image whole from one source: the preview draws again"
+    x, y = torch.randn(6, 3, 16, 16), torch.arange(6)
+    whole = lambda mix: bool((mix.weights.max(1).values > 1 - 1e-6).all())
+    seed = next(s for s in range(2000) if whole(RICAP(seed=s).mix_batch((x,), (y,))[0]))  # a first draw that mixes nothing
+    xm, ym, mix, _ = mixed_preview_batch(RICAP(seed=seed), None, n=6, batch=(x, y))
+    assert not whole(mix)
