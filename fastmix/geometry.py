@@ -38,7 +38,7 @@ def _storage_users(t:Tensor)->int:
 
 class Scratch:
     "Work buffers kept from batch to batch on CPU, where a fresh batch-sized allocation costs page faults every call"
-    def __init__(self): self.bufs,self.views,self.adopted = {},{},{}  # adopted: name -> its storage's address
+    def __init__(self): self.bufs,self.views,self.adopted,self.spares = {},{},{},{}  # adopted: name -> its storage's address
     def __call__(self,
         name:str, # one buffer per name: buffers used at the same time need different names
         like:Tensor, # dtype and device; also shape and memory layout unless `shape` is given
@@ -50,13 +50,15 @@ class Scratch:
         key = (tuple(like.shape if shape is None else shape), like.stride() if dense else None, like.dtype)
         if (a := self.adopted.get(name)) is not None and (a == like.untyped_storage().data_ptr() or self.held_elsewhere(name)):
             self.forget(name)  # never hand out `like` itself, nor a batch someone else still holds
+            # fastai's loop may still hold the batch it gave us last: then our own buffer of the last time serves, if free
+            if (s := self.spares.get(name)) is not None and s[0] == key and sys.getrefcount(s[1]) <= 2 and _storage_users(s[1]) <= 3: return s[1]
         view = self.views.get(name)
         if view is not None and view[0] == key: return view[1]  # the same view as last time: no tensor op at all
         n, buf = math.prod(key[0]), self.bufs.get(name)
         if buf is not None and buf.ndim != 1: buf = buf.as_strided((buf.numel(),), (1,))  # an adopted batch
         if buf is None or buf.numel() < n or buf.dtype != like.dtype: buf = self.bufs[name] = like.new_empty(n)
         view = buf[:n].as_strided(key[0], key[1]) if dense else buf[:n].view(key[0])
-        self.views[name] = key, view
+        self.views[name] = self.spares[name] = key, view
         return view
     def adopt(self, name:str, t:Tensor):
         "Keep `t`, a batch the caller gave up for a new one, as buffer `name`: replacing a batch then costs no copy back"
@@ -72,7 +74,7 @@ class Scratch:
         # does when `t` is a whole view of it: fastai's subclassed batches)
         return sys.getrefcount(t) > 4 or _storage_users(t) > 2 + (t._base is not None)
     def forget(self, name:str): self.bufs.pop(name, None); self.views.pop(name, None); self.adopted.pop(name, None)
-    def clear(self): self.bufs.clear(); self.views.clear(); self.adopted.clear()
+    def clear(self): self.bufs.clear(); self.views.clear(); self.adopted.clear(); self.spares.clear()
 
 class _Fresh:
     "New buffers every call: when no `Scratch` is given"

@@ -231,3 +231,14 @@ def test_fastai_batches_are_mixed_in_place_and_keep_their_type():
         assert type(xm) is TensorImage and xm.__dict__ == t.__dict__
         assert torch.equal(xm.as_subclass(torch.Tensor), mix.geom.apply(base.clone()))
         if not isinstance(cb, RICAP): assert xm is t  # in place: the batch itself (RICAP builds a new one in its buffer)
+
+def test_when_the_replaced_batch_is_held_the_last_own_buffer_serves_unless_held_too():
+    "fastai's loop may still hold the batch it gave last: the buffer returned the time before serves (no allocation), but not while held"
+    like, ptr = torch.randn(4, 3, 8, 8), lambda t: t.untyped_storage().data_ptr()
+    sc, keep = Scratch(), []
+    out = sc('out', like); p = ptr(out); del out               # our own buffer, returned once and given up
+    t = torch.randn(4, 3, 8, 8); keep.append(t); sc.adopt('out', t); del t  # the replaced batch, still held
+    out = sc('out', like)
+    assert ptr(out) == p and ptr(out) != ptr(keep[0])          # the own buffer again, not the held batch
+    t = torch.randn(4, 3, 8, 8); keep.append(t); sc.adopt('out', t); del t
+    assert ptr(sc('out', like)) not in (p, ptr(keep[1]))       # `out` is still held here: a new buffer
