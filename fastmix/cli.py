@@ -25,19 +25,11 @@ def _methods(s):
     if bad or not ms: raise CLIError(f"--methods: unknown method {', '.join(bad) or repr(s)}; choose from {', '.join(MIXERS)}")
     return ms
 
-def _positive(name, typ=int):
+def _positive(name, typ=int, zero_ok=False):
     def f(s):
         try: v = typ(s)
         except ValueError: raise CLIError(f"{name} must be a {'whole number' if typ is int else 'number'}, got {s!r}")
-        if not v > 0: raise CLIError(f"{name} must be > 0, got {v}")  # `not`: NaN fails too
-        return v
-    return f
-
-def _whole(name):
-    def f(s):
-        try: v = int(s)
-        except ValueError: raise CLIError(f"{name} must be a whole number, got {s!r}")
-        if v < 0: raise CLIError(f"{name} must be >= 0, got {v}")
+        if not (v >= 0 if zero_ok else v > 0): raise CLIError(f"{name} must be {'>=' if zero_ok else '>'} 0, got {v}")  # `not`: NaN fails too
         return v
     return f
 
@@ -74,7 +66,7 @@ def parser()->argparse.ArgumentParser:
     v.add_argument('--data', default=None, help="an image folder in ImageNet layout (default: scikit-image's bundled photos)")
     v.add_argument('--out', default='preview.png', help='the PNG to write (default: %(default)s)')
     v.add_argument('--n', type=_positive('--n'), default=6, help='how many images (default: %(default)s)')
-    v.add_argument('--seed', type=_whole('--seed'), default=0, help="the mixer's seed, a whole number >= 0 (default: %(default)s)")
+    v.add_argument('--seed', type=_positive('--seed', zero_ok=True), default=0, help="the mixer's seed, a whole number >= 0 (default: %(default)s)")
     v.add_argument('--mode', choices=['batch', 'sample'], default='batch', help="one draw per batch, or one per image (default: %(default)s)")
     v.add_argument('--panels', action='store_true', help='add the partner and the difference beside each image')
     return p

@@ -58,16 +58,16 @@ def check_range(name:str, v, lo=0., hi=1.)->tuple:
     return tuple(float(a) for a in v)
 
 # %% ../nbs/40_core.ipynb #2382f057
-def _plain_ce(lf, pred):
-    "The `nn.CrossEntropyLoss` behind `lf` if it is plain (no class weights, no smoothing) with classes on `pred`'s dim 1, else None"
-    f = getattr(lf, 'func', lf)
-    if not (isinstance(f, nn.CrossEntropyLoss) and f.weight is None and f.label_smoothing == 0): return None
-    return f if pred.ndim == 2 or getattr(lf, 'axis', 1) % pred.ndim == 1 else None
-
 def _ce_of(lf):
     "The `nn.CrossEntropyLoss` or `nn.NLLLoss` behind `lf` (their mean is over the targets' weights), else None"
     f = getattr(lf, 'func', lf)
     return f if isinstance(f, (nn.CrossEntropyLoss, nn.NLLLoss)) else None
+
+def _plain_ce(lf, pred):
+    "The `nn.CrossEntropyLoss` behind `lf` if it is plain (no class weights, no smoothing) with classes on `pred`'s dim 1, else None"
+    f = _ce_of(lf)
+    if not (isinstance(f, nn.CrossEntropyLoss) and f.weight is None and f.label_smoothing == 0): return None
+    return f if pred.ndim == 2 or getattr(lf, 'axis', 1) % pred.ndim == 1 else None
 
 def _target_weight(f, y:Tensor)->Tensor:
     "How much each target of `y` counts in `f`'s mean: its class weight (1 without), 0 if ignored"

@@ -67,9 +67,9 @@ class MixChoice(MixHandler):
         **kwargs # `p`, `mode`, `seed`, `off_epochs`, `off_pct` of `MixHandler`
     ):
         super().__init__(**kwargs)
-        mixers = list(mixers) if isinstance(mixers, (list, tuple)) else mixers
-        if not isinstance(mixers, list) or not mixers or not all(isinstance(m, MixHandler) for m in mixers):
+        if not isinstance(mixers, (list, tuple)) or not mixers or not all(isinstance(m, MixHandler) for m in mixers):
             raise TypeError(f"`mixers` must be a non-empty list of MixHandler callbacks, got {mixers!r}")
+        mixers = list(mixers)
         probs = [1 / len(mixers)] * len(mixers) if probs is None else [check_number('probs', q, 0, 1, sched_ok=False) for q in probs]
         if len(probs) != len(mixers) or abs(sum(probs) - 1) > 1e-6:
             raise ValueError(f"`probs` must have one probability per mixer, summing to 1, got {probs!r}")

@@ -36,6 +36,11 @@ def _storage_users(t:Tensor)->int:
     use_count = getattr(torch._C, '_storage_Use_Count', None)
     return use_count(t.untyped_storage()._cdata) if use_count else 1 << 30
 
+def _held(t:Tensor, ours:int)->bool:
+    "Is `t` referenced beyond the `ours` references its owner keeps, or its memory shared beyond `t` (and its base, for a whole view)?"
+    # `getrefcount` also counts its argument and this frame's `t`
+    return sys.getrefcount(t) > ours + 2 or _storage_users(t) > 2 + (t._base is not None)
+
 class Scratch:
     "Work buffers kept from batch to batch on CPU, where a fresh batch-sized allocation costs page faults every call"
     def __init__(self): self.bufs,self.views,self.adopted,self.spares = {},{},{},{}  # adopted: name -> its storage's address
@@ -51,7 +56,7 @@ class Scratch:
         if (a := self.adopted.get(name)) is not None and (a == like.untyped_storage().data_ptr() or self.held_elsewhere(name)):
             self.forget(name)  # never hand out `like` itself, nor a batch someone else still holds
             # fastai's loop may still hold the batch it gave us last: then our own buffer of the last time serves, if free
-            if (s := self.spares.get(name)) is not None and s[0] == key and sys.getrefcount(s[1]) <= 2 and _storage_users(s[1]) <= 3: return s[1]
+            if (s := self.spares.get(name)) is not None and s[0] == key and not _held(s[1], 1): return s[1]  # ours: the `spares` entry
         view = self.views.get(name)
         if view is not None and view[0] == key: return view[1]  # the same view as last time: no tensor op at all
         n, buf = math.prod(key[0]), self.bufs.get(name)
@@ -69,10 +74,7 @@ class Scratch:
             self.adopted[name] = t.untyped_storage().data_ptr()
     def held_elsewhere(self, name:str)->bool:
         "Is the batch adopted as `name` referenced outside this `Scratch` (a dataset that keeps its batches, a callback)?"
-        t = self.bufs[name]
-        # ours: `bufs`, the `views` entry, and `t` here; a view of it held elsewhere shares its storage (as `t`'s base
-        # does when `t` is a whole view of it: fastai's subclassed batches)
-        return sys.getrefcount(t) > 4 or _storage_users(t) > 2 + (t._base is not None)
+        return _held(self.bufs[name], 2)  # ours: `bufs` and the `views` entry
     def forget(self, name:str): self.bufs.pop(name, None); self.views.pop(name, None); self.adopted.pop(name, None)
     def clear(self): self.bufs.clear(); self.views.clear(); self.adopted.clear(); self.spares.clear()
 
