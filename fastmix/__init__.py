@@ -1,4 +1,4 @@
-"""Batch-mixing data augmentation — MixUp, CutMix and RICAP — as fastai callbacks
+"""Batch-mixing data augmentation — MixUp, CutMix, RICAP, CutMixUp, ResizeMix, FMix and Manifold MixUp — as fastai callbacks
 
 Docs: https://fastmix.github.io/fastmix/index.html.md"""
 

@@ -6,7 +6,7 @@ Docs: https://fastmix.github.io/fastmix/cli.html.md"""
 
 # %% ../nbs/30_cli.ipynb #e246ed4d
 from __future__ import annotations
-import argparse, sys, warnings
+import argparse, math, sys, warnings
 from pathlib import Path
 
 # %% auto #0
@@ -30,8 +30,24 @@ def _positive(name, typ=int, zero_ok=False):
         try: v = typ(s)
         except ValueError: raise CLIError(f"{name} must be a {'whole number' if typ is int else 'number'}, got {s!r}")
         if not (v >= 0 if zero_ok else v > 0): raise CLIError(f"{name} must be {'>=' if zero_ok else '>'} 0, got {v}")  # `not`: NaN fails too
+        if not math.isfinite(v): raise CLIError(f"{name} must be a finite number, got {v}")
         return v
     return f
+
+def _method(s):
+    ms = _methods(s)
+    if len(ms) > 1: raise CLIError(f"--method: one method, got {s!r} (`fastmix demo --methods` takes several)")
+    return ms[0]
+
+def _picture(out:str, n:int, dls)->Path:
+    "The checked preview arguments: `--out` a file of a picture format, the data holding a batch of `--n` images"
+    from matplotlib.backend_bases import FigureCanvasBase
+    out, kinds = Path(out), FigureCanvasBase.get_supported_filetypes()
+    if out.is_dir(): raise CLIError(f"--out: {out} is a folder; give the picture's file name, e.g. {out / 'preview.png'}")
+    if not out.parent.is_dir(): raise CLIError(f"--out: no such folder: {out.parent}")
+    if out.suffix.lower().lstrip('.') not in kinds: raise CLIError(f"--out must end in a picture format ({', '.join('.' + k for k in kinds)}), got {str(out)!r}")
+    if len(dls.train) == 0: raise CLIError(f"--n {n}: the data holds only {len(dls.train_ds)} training images")
+    return out
 
 def _seeds(s):
     try: seeds = [int(v) for v in s.split(',') if v.strip()]
@@ -62,10 +78,10 @@ def parser()->argparse.ArgumentParser:
     d.add_argument('--no-baseline', action='store_true', help="don't train without mixing (no verdicts then)")
     d.add_argument('--quick', action='store_true', help=f"a smoke run in well under a minute ({QUICK['n_train']} training and {QUICK['n_test']} test images, {QUICK['epochs']} epochs): its numbers mean nothing")
     v = sub.add_parser('preview', help='save a preview of a mixed batch', description='Save a picture of a training batch mixed by one mixer.')
-    v.add_argument('--method', type=lambda s: _methods(s)[0], default='cutmix', help=', '.join(MIXERS) + ' (default: %(default)s)')
+    v.add_argument('--method', type=_method, default='cutmix', help=', '.join(MIXERS) + ' (default: %(default)s)')
     v.add_argument('--data', default=None, help="an image folder in ImageNet layout (default: scikit-image's bundled photos)")
-    v.add_argument('--out', default='preview.png', help='the PNG to write (default: %(default)s)')
-    v.add_argument('--n', type=_positive('--n'), default=6, help='how many images (default: %(default)s)')
+    v.add_argument('--out', default='preview.png', help='the picture to write, its format from its extension (default: %(default)s)')
+    v.add_argument('--n', type=_positive('--n'), default=6, help='how many images, at least 2 (default: %(default)s)')
     v.add_argument('--seed', type=_positive('--seed', zero_ok=True), default=0, help="the mixer's seed, a whole number >= 0 (default: %(default)s)")
     v.add_argument('--mode', choices=['batch', 'sample'], default='batch', help="one draw per batch, or one per image (default: %(default)s)")
     v.add_argument('--panels', action='store_true', help='add the partner and the difference beside each image')
@@ -90,11 +106,11 @@ def main(args=None)->int:
         else:
             from fastmix.preview import show_mix
             from fastmix.mixers import MIXERS
-            out = Path(a.out)
-            if not out.parent.is_dir(): raise CLIError(f"--out: no such folder: {out.parent}")
-            dls = folder_dls(a.data, bs=max(a.n, 2), size=160, seed=a.seed) if a.data else photo_dls(bs=max(a.n, 2), seed=a.seed)
-            show_mix(MIXERS[a.method](seed=a.seed, mode=a.mode), dls, n=a.n, panels=a.panels, path=a.out)
-            print(f'wrote {a.out}')
+            if a.n < 2: raise CLIError(f"--n must be >= 2 (a mix needs two images), got {a.n}")
+            dls = folder_dls(a.data, bs=a.n, size=160, seed=a.seed) if a.data else photo_dls(bs=a.n, seed=a.seed)
+            out = _picture(a.out, a.n, dls)
+            show_mix(MIXERS[a.method](seed=a.seed, mode=a.mode), dls, n=a.n, panels=a.panels, path=out)
+            print(f'wrote {out}')
         return 0
     except CLIError as e:
         print(f'fastmix: error: {e}'.replace('\n', ' '), file=sys.stderr)

@@ -12,7 +12,7 @@ import numpy as np, torch
 from torch import Tensor
 from fastai.basics import *
 from fastai.callback.mixup import MixHandler as _FastaiMix
-from .geometry import to_device, own_memory, Scratch, Blend
+from .geometry import to_device, own_memory, _held, Scratch, Blend
 
 # %% auto #0
 __all__ = ['Mix', 'check_number', 'check_range', 'mixed_loss', 'MixHandler']
@@ -74,9 +74,13 @@ def _target_weight(f, y:Tensor)->Tensor:
     ok = y != f.ignore_index
     return ok if f.weight is None else f.weight[y * ok] * ok
 
+def _plain(t:Tensor)->Tensor:
+    "`t` as a plain tensor: fastai's tensor types dispatch every op through Python, and two of them can't meet in one op"
+    return t.as_subclass(Tensor) if isinstance(t, TensorBase) else t
+
 def _mixed_ce(pred, Y, weights, ignore_index, red):
     "Cross-entropy mixed over the K sources of class indices `Y` (B, K, ...): one log-softmax, the K picked log-probabilities weighted"
-    lsm = torch.log_softmax(pred, 1)
+    lsm, Y = torch.log_softmax(_plain(pred), 1), _plain(Y)  # (fastai's `CastToTensor` makes them plain in a fit, if it is there)
     ok = Y != ignore_index  # an ignored target adds nothing, as in `F.cross_entropy`
     picked = lsm.gather(1, Y * ok)
     w = weights.to(lsm.dtype).view(*weights.shape, *[1] * (Y.ndim - 2)).mul(ok)
@@ -127,6 +131,12 @@ def _shapes(dims)->str:
     names = [_SHAPES[d] for d in sorted(dims)]
     return ' or '.join(names) if len(names) < 3 else ', '.join(names[:-1]) + ' or ' + names[-1]
 
+def _loop_only(xb:tuple)->bool:
+    "Are the input tensors of `xb` (fastai's `learn.xb`) held by fastai's training loop alone? Then they are the step's own"
+    # a DataLoader over batches its dataset keeps, or a callback that kept the batch, holds each tensor once more:
+    # those are never written (`ours`: the loop's batch and `xb`, and a reference of the loop's own)
+    return not any(_held(t, 4) for t in xb if isinstance(t, Tensor))
+
 def _is_labels(y)->bool: return isinstance(y, Tensor) and y.ndim == 1 and not y.is_floating_point()  # (B,) class indices
 
 def _is_spatial(t, sp:tuple)->bool:
@@ -138,8 +148,9 @@ class MixHandler(Callback):
     run_valid,order = False,0
     image_only = True  # the method cuts space: its batches are (B, C, *space)
     space_dims = (2,)  # the numbers of spatial axes it can cut: images; `CutMix` and `RICAP` also signals (1) and volumes (3)
-    draw_ahead = 32 # In a fit, the mixes of up to this many batches are drawn at once (1: each at its batch)
+    draw_ahead = 32 # In a fit, the mixes of up to this many batches are drawn at once (1: each at its batch); so a hyper-parameter set mid-epoch applies from the next epoch (a schedule applies at once)
     mixes_input = True  # False while a subclass mixes something other than the input batch (whose dtype is then free)
+    choosable = True  # `MixChoice` can draw its mixes; False for a mixer that works through its own events (hooks)
     def __init__(self,
         p:float=1., # Probability that a batch (mode 'batch') or an image (mode 'sample') is mixed; number or schedule
         mode:str='batch', # 'batch': one draw per batch; 'sample': one draw per image
@@ -220,17 +231,18 @@ class MixHandler(Callback):
         if self.image_only and x.ndim - 2 not in self.space_dims:
             what = 'image batches' if tuple(self.space_dims) == (2,) else 'batches'
             raise ValueError(f"{type(self).__name__} mixes {what} of shape {_shapes(self.space_dims)}, got shape {tuple(x.shape)}")
+        if self.image_only and 0 in x.shape[2:]:  # its label weights are shares of the space
+            raise ValueError(f"{type(self).__name__} cuts space: every spatial size must be at least 1, got shape {tuple(x.shape)}")
         if x.ndim < 1: raise ValueError(f"the input batch must have a batch dimension, got shape {tuple(x.shape)}")
         if self.mixes_input and not x.is_floating_point():
             raise TypeError(f"the input batch must be a float tensor, got dtype {x.dtype}: convert images to float "
                             "first (fastai's `IntToFloatTensor` does)")
         bs = x.shape[0]
-        for i, t in enumerate(xb[1:], 1):
-            if isinstance(t, Tensor) and t.ndim and t.shape[0] != bs:
-                raise ValueError(f"input {i} has batch size {t.shape[0]} but input 0 has {bs}")
-        for i, y in enumerate(yb):
-            if isinstance(y, Tensor) and y.ndim and y.shape[0] != bs:
-                raise ValueError(f"target {i} has batch size {y.shape[0]} but the input batch has {bs}")
+        for what, ref, ts in (('input', 'input 0', list(enumerate(xb))[1:]), ('target', 'the input batch', list(enumerate(yb)))):
+            for i, t in ts:
+                if isinstance(t, Tensor) and (t.ndim == 0 or t.shape[0] != bs):
+                    got = 'no batch dimension (a 0-d tensor)' if t.ndim == 0 else f'batch size {t.shape[0]}'
+                    raise ValueError(f"{what} {i} has {got} but {ref} has {bs}")
 
     def choose(self, x:Tensor)->Mix|None:
         "Whether batch `x` is mixed (probability `p`, per batch or per image) and if so its mix, else None"
@@ -271,8 +283,7 @@ class MixHandler(Callback):
 
     def apply_geom(self, mix:Mix, t:Tensor, inplace:bool=False)->Tensor:
         "`mix`'s geometry applied to `t`, in place where `t` may be overwritten"
-        # fastai's tensor types (`TensorImage`, `TensorMask`) dispatch every op through Python: the mix works on a plain alias
-        p = t.as_subclass(Tensor) if isinstance(t, TensorBase) else t
+        p = _plain(t)  # fastai's tensor types (`TensorImage`, `TensorMask`): the mix works on a plain alias
         r = mix.geom.apply(p, inplace=inplace and self.can_overwrite(t), scratch=self.scratch)
         return r if p is t else t if r is p else retain_type(r, t)
 
@@ -319,7 +330,7 @@ class MixHandler(Callback):
                     raise TypeError(f"the loss {learn.loss_func!r} takes class indices (`y_int`) but target {i} "
                                     f"is {y.dtype}: it cannot be mixed as a class index")
         ahead = getattr(learn, 'n_iter', 1) - getattr(learn, 'iter', 0)
-        mix, xb, yb = self.mix_batch(learn.xb, learn.yb, inplace=True, ahead=ahead)
+        mix, xb, yb = self.mix_batch(learn.xb, learn.yb, inplace=_loop_only(learn.xb), ahead=ahead)
         if mix is not None: self.mix, learn.xb, learn.yb = mix, xb, yb
 
     def after_pred(self):

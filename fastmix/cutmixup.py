@@ -69,6 +69,10 @@ class MixChoice(MixHandler):
         super().__init__(**kwargs)
         if not isinstance(mixers, (list, tuple)) or not mixers or not all(isinstance(m, MixHandler) for m in mixers):
             raise TypeError(f"`mixers` must be a non-empty list of MixHandler callbacks, got {mixers!r}")
+        if any(not m.choosable for m in mixers):
+            names = ', '.join(type(m).__name__ for m in mixers if not m.choosable)
+            raise ValueError(f"`mixers` can't hold {names}: it mixes through its own events, which `MixChoice` does not run; "
+                             f"use it as a callback of its own")
         mixers = list(mixers)
         probs = [1 / len(mixers)] * len(mixers) if probs is None else [check_number('probs', q, 0, 1, sched_ok=False) for q in probs]
         if len(probs) != len(mixers) or abs(sum(probs) - 1) > 1e-6:
@@ -77,15 +81,28 @@ class MixChoice(MixHandler):
         self.image_only = any(m.image_only for m in mixers)
         # the shapes every cutting mixer among them can cut
         self.space_dims = tuple(sorted(set.intersection(*[set(m.space_dims) for m in mixers if m.image_only]))) if self.image_only else (1, 2, 3)
-        for m in mixers: m.rng = self.rng  # one seed repeats the whole run
+        self.use_rng(self.rng)
 
-    def before_fit(self):
-        super().before_fit()
-        for m in self.mixers: m.learn,m.reads_schedule = self.learn,False  # so their schedules see the training progress
+    def use_rng(self, rng):
+        "Draw from `rng`, and so do the mixers, through nested choices: one seed repeats the whole run"
+        self.rng = rng
+        for m in self.mixers: m.use_rng(rng) if isinstance(m, MixChoice) else setattr(m, 'rng', rng)
+
+    def follow(self, learn):
+        "Give the mixers, through nested choices, `learn`: their schedules see the training progress"
+        for m in self.mixers:
+            m.learn,m.reads_schedule = learn,False
+            if isinstance(m, MixChoice): m.follow(learn)
+
+    def reads(self)->bool:
+        "Has a mixer under it, through nested choices, read a schedule?"
+        return any(m.reads_schedule or isinstance(m, MixChoice) and m.reads() for m in self.mixers)
+
+    def before_fit(self): super().before_fit(); self.follow(self.learn)
 
     def choose(self, x):
         mix = super().choose(x)
-        if any(m.reads_schedule for m in self.mixers): self.reads_schedule = True  # theirs are read at each batch too
+        if self.reads(): self.reads_schedule = True  # theirs are read at each batch too
         return mix
 
     def draw(self, x, on):

@@ -138,6 +138,7 @@ class ManifoldMixUp(MixUp):
     def at_input(self)->bool:
         "Is the input batch mixed this batch? Outside a fit (previews, `mix_batch`) the input is all it can mix"
         return self.mixed_at is None or self.choices[self.mixed_at][1] is None
+    choosable = False  # it mixes a layer through its own events (hooks), which `MixChoice` does not run
     @property
     def mixes_input(self)->bool: return self.include_input or self.mixed_at is None  # so a non-float input fails at once
     def follows(self, t, x, sp)->bool: return self.at_input and super().follows(t, x, sp)

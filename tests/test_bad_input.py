@@ -133,3 +133,21 @@ def test_a_loss_without_reduction_is_named_in_the_error():
     with pytest.raises(TypeError, match=r"the targets are class indices, so the loss .*my_ce.* has no `reduction` argument"):
         learn.fit(1)
     assert learn.loss_func is my_ce
+
+@pytest.mark.parametrize('method', MIXERS)
+def test_target_without_batch_dimension(method):
+    x, y = batch(bs=4)
+    with pytest.raises(ValueError, match=r"target 0 has no batch dimension \(a 0-d tensor\) but the input batch has 4$"):
+        MIXERS[method](seed=0).mix_batch((x,), (torch.tensor(3),))
+
+@pytest.mark.parametrize('method', [m for m in MIXERS if MIXERS[m].cls.image_only])
+@pytest.mark.parametrize('shape', [(4, 3, 0, 5), (4, 3, 6, 0)])
+def test_empty_space(method, shape):
+    "A cutting mixer's label weights are shares of the space: an empty one is an error, never NaN weights"
+    with pytest.raises(ValueError, match=rf"{MIXERS[method].cls.__name__} cuts space: every spatial size must be at least 1, got shape {re.escape(str(shape))}$"):
+        MIXERS[method](seed=0).mix_batch((torch.rand(shape),), (torch.arange(4),))
+
+def test_mixchoice_refuses_manifold_mixup():
+    "ManifoldMixUp mixes a layer through its own events, which `MixChoice` does not run: it would quietly mix the input"
+    with pytest.raises(ValueError, match=r"`mixers` can't hold ManifoldMixUp: it mixes through its own events"):
+        MixChoice([ManifoldMixUp(), CutMix()])

@@ -84,3 +84,29 @@ def test_seed_repeats_exactly():
         learn.fit(1, 1e-2)
         return learn.recorder.losses
     assert run(3) == run(3) and run(3) != run(4)
+
+class _Ptr(Callback):
+    "The training batch's memory at `before_batch`, before (order -1) or after (order 1) the mixer"
+    def __init__(self, order): self.order, self.ptrs = order, []
+    def before_batch(self):
+        if self.learn.training: self.ptrs.append(self.learn.xb[0].data_ptr())
+
+@pytest.mark.parametrize('method,mode', [c for c in CASES if c[0] != 'manifold'])
+def test_batches_a_dataset_keeps_are_never_written(method, mode):
+    "A DataLoader over stored batches (`batch_size=None`) yields the dataset's own tensors: mixed, they stay as they were"
+    g = torch.Generator().manual_seed(0)
+    stored = [(torch.rand(8, 3, 12, 12, generator=g), torch.randint(0, 3, (8,), generator=g)) for _ in range(3)]
+    kept = [x.clone() for x, _ in stored]
+    learn = synth_learner(cbs=[MIXERS[method](mode=mode, seed=0), _Ptr(-1), _Ptr(1)])
+    learn.dls = DataLoaders(torch.utils.data.DataLoader(stored, batch_size=None), torch.utils.data.DataLoader(stored[:1], batch_size=None))
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
+    assert all(torch.equal(x, k) for (x, _), k in zip(stored, kept))
+    before, after = (cb.ptrs for cb in learn.cbs if isinstance(cb, _Ptr))
+    assert len(before) == 3 and all(a != b for a, b in zip(after, before))  # every batch mixed into other memory
+
+def test_fresh_batches_are_mixed_in_place():
+    "The batches a fastai DataLoader makes belong to the training step: MixUp blends them where they are"
+    learn = synth_learner(cbs=[MixUp(seed=0), _Ptr(-1), _Ptr(1)])
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
+    before, after = (cb.ptrs for cb in learn.cbs if isinstance(cb, _Ptr))
+    assert len(before) > 2 and after == before

@@ -80,3 +80,11 @@ def test_weighted_and_ignored_targets_reduce_as_the_loss_does(name, seg):
     exp = sum((none(y).reshape(shape[0], -1) * w[:, k, None]).sum() / count(y).clamp_min(1e-30) for k, y in enumerate(ys))
     torch.testing.assert_close(mixed_loss(lf, pred, [(y,) for y in ys], w), exp)
     if ign: assert torch.isfinite(mixed_loss(lf, pred, [(torch.full_like(ya, 255),)] * 2, w))
+
+def test_fastai_tensor_types_without_cast_to_tensor():
+    "Without fastai's `CastToTensor` the prediction and targets keep their fastai types: the mixed loss is the same"
+    pred, y, idx, w = _case(2)
+    lf = CrossEntropyLossFlat()
+    plain = mixed_loss(lf, pred, y[idx.T], w)
+    typed = mixed_loss(lf, pred.as_subclass(TensorImage), y.as_subclass(TensorCategory)[idx.T], w)
+    assert type(typed) is Tensor and torch.equal(typed, plain)

@@ -340,3 +340,19 @@ def test_mixchoice_submixers_are_not_two_mixers():
     learn = synth_learner(cbs=MixChoice([MixUp(), CutMix()], seed=0))
     learn.fit(1, 1e-2)
     assert np.isfinite(learn.recorder.values[-1][0])
+
+@pytest.mark.parametrize('mode', MODES)
+def test_nested_choices_repeat_with_one_seed_and_follow_the_fit(mode):
+    "A choice among choices: one `seed` repeats every draw, and the inner mixers' schedules read the fit's progress"
+    seen = []
+    def alpha(pct): seen.append(pct); return 1.
+    def make(): return MixChoice([CutMixUp(cutmix_alpha=alpha, switch_prob=1.), RICAP()], probs=[1., 0.], mode=mode, seed=0)
+    x, on = torch.rand(6, 3, 8, 8), (np.ones(6, bool) if mode == 'sample' else None)
+    a, b = make(), make()
+    for _ in range(4):
+        ma, mb = a.draw(x, on), b.draw(x, on)
+        assert torch.equal(ma.idx, mb.idx) and torch.equal(ma.weights, mb.weights)
+    seen.clear()
+    learn = synth_learner(cbs=make())
+    with learn.no_bar(), learn.no_logging(): learn.fit(2, 1e-3)
+    assert len(seen) > 4 and max(seen) > .5  # the inner CutMix's α was read along the fit (not stuck at 0)

@@ -113,6 +113,12 @@ def test_preview_command(tmp_path):
     (['demo', '--n-train', '4999'], '--n-train: at most 3000 images'),
     (['demo', '--data', '/no/such/folder'], 'no such folder'),
     (['preview', '--method', 'nope'], 'unknown method nope'),
+    (['demo', '--lr', 'inf'], '--lr must be a finite number, got inf'),
+    (['preview', '--n', '7'], '--n 7: the data holds only 6 training images'),
+    (['preview', '--n', '1'], '--n must be >= 2 (a mix needs two images), got 1'),
+    (['preview', '--method', 'cutmix,ricap'], "--method: one method, got 'cutmix,ricap'"),
+    (['preview', '--out', '/tmp'], '--out: /tmp is a folder'),
+    (['preview', '--out', 'p_noext'], "--out must end in a picture format (.eps"),
     (['frobnicate'], 'invalid choice'),
 ])
 def test_bad_arguments_one_line(args, msg):
