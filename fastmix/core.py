@@ -6,13 +6,13 @@ Docs: https://fastmix.github.io/fastmix/core.html.md"""
 
 # %% ../nbs/40_core.ipynb #30bd3347
 from __future__ import annotations
-import math, numbers, random
+import math, numbers, random, sys
 from dataclasses import dataclass
 import numpy as np, torch
 from torch import Tensor
 from fastai.basics import *
 from fastai.callback.mixup import MixHandler as _FastaiMix
-from .geometry import to_device, own_memory, _held, Scratch, Blend
+from .geometry import to_device, own_memory, Scratch, Blend
 
 # %% auto #0
 __all__ = ['Mix', 'check_number', 'check_range', 'mixed_loss', 'MixHandler']
@@ -133,9 +133,12 @@ def _shapes(dims)->str:
 
 def _loop_only(xb:tuple)->bool:
     "Are the input tensors of `xb` (fastai's `learn.xb`) held by fastai's training loop alone? Then they are the step's own"
-    # a DataLoader over batches its dataset keeps, or a callback that kept the batch, holds each tensor once more:
-    # those are never written (`ours`: the loop's batch and `xb`, and a reference of the loop's own)
-    return not any(_held(t, 4) for t in xb if isinstance(t, Tensor))
+    # the loop holds each in the batch it yielded and in `xb`; a DataLoader over batches its dataset keeps, or a callback
+    # that kept the batch, holds one more, of the tensor or of the whole tensor a `TensorImage` views: never written.
+    # (Reference counts, not storage use counts: those cost a few µs a batch, as much as a small mix)
+    for t in xb:
+        if isinstance(t, Tensor) and (sys.getrefcount(t) > 5 or (b := t._base) is not None and sys.getrefcount(b) > 3): return False
+    return True
 
 def _is_labels(y)->bool: return isinstance(y, Tensor) and y.ndim == 1 and not y.is_floating_point()  # (B,) class indices
 

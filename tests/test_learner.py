@@ -110,3 +110,28 @@ def test_fresh_batches_are_mixed_in_place():
     with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
     before, after = (cb.ptrs for cb in learn.cbs if isinstance(cb, _Ptr))
     assert len(before) > 2 and after == before
+
+@pytest.mark.parametrize('kind', ['TensorImage', 'alias'])
+def test_kept_fastai_typed_batches_are_never_written(kind):
+    "Stored `TensorImage` batches (views of a whole tensor), or fresh `TensorImage` aliases of tensors a dataset keeps"
+    g = torch.Generator().manual_seed(0)
+    base = [torch.rand(8, 3, 12, 12, generator=g) for _ in range(3)]
+    kept = [b.clone() for b in base]
+    xs = [TensorImage(b) for b in base] if kind == 'TensorImage' else None
+    class Aliases(torch.utils.data.Dataset):  # a new alias per call, as a transform that retains the type makes
+        def __len__(self): return 3
+        def __getitem__(self, i): return (xs[i] if xs else base[i].as_subclass(TensorImage)), torch.arange(8) % 3
+    learn = synth_learner(cbs=[MixUp(seed=0)])
+    learn.dls = DataLoaders(torch.utils.data.DataLoader(Aliases(), batch_size=None), torch.utils.data.DataLoader(Aliases(), batch_size=None))
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
+    assert all(torch.equal(b, k) for b, k in zip(base, kept))
+
+def test_fresh_typed_batches_are_mixed_in_place():
+    "A `TensorImage` batch fastai's collation makes (a view of the whole of a new tensor) is the step's own: blended where it is"
+    g = torch.Generator().manual_seed(0)
+    items = [(TensorImage(torch.rand(3, 12, 12, generator=g)), i % 3) for i in range(32)]
+    learn = synth_learner(cbs=[MixUp(seed=0), _Ptr(-1), _Ptr(1)])
+    learn.dls = DataLoaders(TfmdDL(items, bs=8, shuffle=True, drop_last=True), TfmdDL(items[:8], bs=8))
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
+    before, after = (cb.ptrs for cb in learn.cbs if isinstance(cb, _Ptr))
+    assert len(before) == 4 and after == before
