@@ -140,6 +140,10 @@ def _loop_only(xb:tuple)->bool:
         if isinstance(t, Tensor) and (sys.getrefcount(t) > 5 or (b := t._base) is not None and sys.getrefcount(b) > 3): return False
     return True
 
+def _wrong_batch(what:str, t:Tensor, ref:str, bs:int):
+    got = 'no batch dimension (a 0-d tensor)' if t.ndim == 0 else f'batch size {t.shape[0]}'
+    raise ValueError(f"{what} has {got} but {ref} has {bs}")
+
 def _is_labels(y)->bool: return isinstance(y, Tensor) and y.ndim == 1 and not y.is_floating_point()  # (B,) class indices
 
 def _is_spatial(t, sp:tuple)->bool:
@@ -241,11 +245,10 @@ class MixHandler(Callback):
             raise TypeError(f"the input batch must be a float tensor, got dtype {x.dtype}: convert images to float "
                             "first (fastai's `IntToFloatTensor` does)")
         bs = x.shape[0]
-        for what, ref, ts in (('input', 'input 0', list(enumerate(xb))[1:]), ('target', 'the input batch', list(enumerate(yb)))):
-            for i, t in ts:
-                if isinstance(t, Tensor) and (t.ndim == 0 or t.shape[0] != bs):
-                    got = 'no batch dimension (a 0-d tensor)' if t.ndim == 0 else f'batch size {t.shape[0]}'
-                    raise ValueError(f"{what} {i} has {got} but {ref} has {bs}")
+        for i, t in enumerate(xb[1:], 1):  # (plain loops: this runs every batch)
+            if isinstance(t, Tensor) and (t.ndim == 0 or t.shape[0] != bs): _wrong_batch(f'input {i}', t, 'input 0', bs)
+        for i, y in enumerate(yb):
+            if isinstance(y, Tensor) and (y.ndim == 0 or y.shape[0] != bs): _wrong_batch(f'target {i}', y, 'the input batch', bs)
 
     def choose(self, x:Tensor)->Mix|None:
         "Whether batch `x` is mixed (probability `p`, per batch or per image) and if so its mix, else None"
