@@ -141,6 +141,7 @@ def _loop_only(xb:tuple)->bool:
     return True
 
 def _wrong_batch(what:str, t:Tensor, ref:str, bs:int):
+    "Raise the error for `t`, a tensor of the batch whose first dimension is not the batch's `bs` images"
     got = 'no batch dimension (a 0-d tensor)' if t.ndim == 0 else f'batch size {t.shape[0]}'
     raise ValueError(f"{what} has {got} but {ref} has {bs}")
 

@@ -81,28 +81,21 @@ class MixChoice(MixHandler):
         self.image_only = any(m.image_only for m in mixers)
         # the shapes every cutting mixer among them can cut
         self.space_dims = tuple(sorted(set.intersection(*[set(m.space_dims) for m in mixers if m.image_only]))) if self.image_only else (1, 2, 3)
-        self.use_rng(self.rng)
+        for m in self.under(): m.rng = self.rng  # one seed repeats the whole run
 
-    def use_rng(self, rng):
-        "Draw from `rng`, and so do the mixers, through nested choices: one seed repeats the whole run"
-        self.rng = rng
-        for m in self.mixers: m.use_rng(rng) if isinstance(m, MixChoice) else setattr(m, 'rng', rng)
-
-    def follow(self, learn):
-        "Give the mixers, through nested choices, `learn`: their schedules see the training progress"
+    def under(self):
+        "Every mixer it chooses from, and through nested choices theirs"
         for m in self.mixers:
-            m.learn,m.reads_schedule = learn,False
-            if isinstance(m, MixChoice): m.follow(learn)
+            yield m
+            if isinstance(m, MixChoice): yield from m.under()
 
-    def reads(self)->bool:
-        "Has a mixer under it, through nested choices, read a schedule?"
-        return any(m.reads_schedule or isinstance(m, MixChoice) and m.reads() for m in self.mixers)
-
-    def before_fit(self): super().before_fit(); self.follow(self.learn)
+    def before_fit(self):
+        super().before_fit()
+        for m in self.under(): m.learn,m.reads_schedule = self.learn,False  # so their schedules see the training progress
 
     def choose(self, x):
         mix = super().choose(x)
-        if self.reads(): self.reads_schedule = True  # theirs are read at each batch too
+        if any(m.reads_schedule for m in self.under()): self.reads_schedule = True  # theirs are read at each batch too
         return mix
 
     def draw(self, x, on):
