@@ -159,6 +159,7 @@ class MixHandler(Callback):
     draw_ahead = 32 # In a fit, the mixes of up to this many batches are drawn at once (1: each at its batch); so a hyper-parameter set mid-epoch applies from the next epoch (a schedule applies at once)
     mixes_input = True  # False while a subclass mixes something other than the input batch (whose dtype is then free)
     choosable = True  # `MixChoice` can draw its mixes; False for a mixer that works through its own events (hooks)
+    at_input = True  # the mix applies to the input batch (`ManifoldMixUp`: only when the input is the layer drawn)
     def __init__(self,
         p:float=1., # Probability that a batch (mode 'batch') or an image (mode 'sample') is mixed; number or schedule
         mode:str='batch', # 'batch': one draw per batch; 'sample': one draw per image
@@ -217,7 +218,6 @@ class MixHandler(Callback):
     # -- which batches are mixed
     def mixing_now(self)->bool:
         "False during the final clean part of training (`off_epochs`, `off_pct`)"
-        if not (self.off_epochs or self.off_pct): return True  # saves two lookups through the learner per batch
         n_epoch, pct = getattr(self, 'n_epoch', None), getattr(self, 'pct_train', None)
         if self.off_epochs and n_epoch is not None and self.epoch >= n_epoch - self.off_epochs: return False
         if self.off_pct and pct is not None and pct >= 1 - self.off_pct: return False
@@ -233,8 +233,8 @@ class MixHandler(Callback):
         "In training, mix in place when `t` is a batch of its own (all of its memory, not part of a graph)"
         return own_memory(t) and not t.requires_grad
 
-    def check_batch(self, x, yb, xb=()):
-        "Errors for batches no method can mix"
+    def check_batch(self, x, yb, xb=(), y_int:bool=False):
+        "Errors for batches no method can mix; `y_int`: the loss takes class indices, which a float target can't be"
         if not isinstance(x, Tensor): raise TypeError(f"the input batch must be a Tensor, got {type(x).__name__}")
         if self.image_only and x.ndim - 2 not in self.space_dims:
             what = 'image batches' if tuple(self.space_dims) == (2,) else 'batches'
@@ -249,7 +249,11 @@ class MixHandler(Callback):
         for i, t in enumerate(xb[1:], 1):  # (plain loops: this runs every batch)
             if isinstance(t, Tensor) and (t.ndim == 0 or t.shape[0] != bs): _wrong_batch(f'input {i}', t, 'input 0', bs)
         for i, y in enumerate(yb):
-            if isinstance(y, Tensor) and (y.ndim == 0 or y.shape[0] != bs): _wrong_batch(f'target {i}', y, 'the input batch', bs)
+            if not isinstance(y, Tensor): continue
+            if y.ndim == 0 or y.shape[0] != bs: _wrong_batch(f'target {i}', y, 'the input batch', bs)
+            if y_int and y.is_floating_point():
+                raise TypeError(f"the loss {self.learn.loss_func!r} takes class indices (`y_int`) but target {i} "
+                                f"is {y.dtype}: it cannot be mixed as a class index")
 
     def choose(self, x:Tensor)->Mix|None:
         "Whether batch `x` is mixed (probability `p`, per batch or per image) and if so its mix, else None"
@@ -279,10 +283,11 @@ class MixHandler(Callback):
         xb:tuple, yb:tuple, # The batch
         inplace:bool=False, # Write into the batch's tensors where they are its own (the training path)
         ahead:int=0, # In a fit, the batches left in the epoch: their mixes may be drawn now, ahead (`next_mix`)
+        y_int:bool=False, # The loss takes class indices (fastai's `y_int`): a float target is an error
     ):
         "Draw a mix for `(xb, yb)` and return `(mix, xb, yb)` mixed; `mix` is None when nothing is mixed"
         x = xb[0]
-        self.check_batch(x, yb, xb)
+        self.check_batch(x, yb, xb, y_int)
         if x.shape[0] < 2: return None, xb, yb
         mix = self.next_mix(x, ahead) if ahead else self.choose(x)
         if mix is None: return None, xb, yb
@@ -296,7 +301,7 @@ class MixHandler(Callback):
 
     def apply_mix(self, mix:Mix, x:Tensor, xb:tuple, yb:tuple, inplace:bool=False)->tuple:
         "`(xb, yb)` mixed by `mix`, drawn for their first input `x`"
-        if len(xb) == 1 and len(yb) == 1 and _is_labels(yb[0]) and self.follows(x, x, _space(x)):
+        if len(xb) == 1 == len(yb) and _is_labels(yb[0]) and self.at_input and x.is_floating_point():
             # the common batch, one image tensor and one class index per image: the general path's checks cost as much as a small mix
             mix.in_loss = (True,)
             return (self.apply_geom(mix, x, inplace),), yb
@@ -328,16 +333,13 @@ class MixHandler(Callback):
                              "only one mix. Keep one; to pick one of several per batch or per image, use "
                              "`MixChoice([MixUp(), CutMix()])` or `CutMixUp()`")
     def before_batch(self):
-        self.mix = self.hidden_yb = None
-        if not self.mixing_now(): return
+        # (`hidden_yb` is None here: `before_fit`, `after_loss` and `after_batch` reset it. Every step of this event costs
+        # most in a fit, where the model's work has left the CPU's caches cold: so the off-time check only when asked for)
+        self.mix = None
+        if (self.off_epochs or self.off_pct) and not self.mixing_now(): return
         learn = self.learn
-        if getattr(learn.loss_func, 'y_int', False):
-            for i, y in enumerate(learn.yb):
-                if isinstance(y, Tensor) and y.is_floating_point():
-                    raise TypeError(f"the loss {learn.loss_func!r} takes class indices (`y_int`) but target {i} "
-                                    f"is {y.dtype}: it cannot be mixed as a class index")
         ahead = getattr(learn, 'n_iter', 1) - getattr(learn, 'iter', 0)
-        mix, xb, yb = self.mix_batch(learn.xb, learn.yb, inplace=_loop_only(learn.xb), ahead=ahead)
+        mix, xb, yb = self.mix_batch(learn.xb, learn.yb, _loop_only(learn.xb), ahead, getattr(learn.loss_func, 'y_int', False))
         if mix is not None: self.mix, learn.xb, learn.yb = mix, xb, yb
 
     def after_pred(self):

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['to_device', 'own_memory', 'Scratch', 'take_images', 'Blend', 'lerp_partners', 'gather_pixels', 'small_batch', 'Paste',
+__all__ = ['to_device', 'own_memory', 'Scratch', 'small_batch', 'take_images', 'Blend', 'lerp_partners', 'gather_pixels', 'Paste',
            'cutmix_boxes', 'BoxPaste', 'ricap_rects', 'TilePaste', 'MaskPaste', 'sample_points', 'box_samples',
            'sample_grid', 'resample', 'resize_batch', 'ResizePaste']
 
@@ -90,6 +90,12 @@ def _bcast(w:Tensor, t:Tensor)->Tensor: return (w if w.dtype == t.dtype else w.t
 _box_values = 1 << 16  # on CPU, images of at least this many values are mixed one by one: each call costs little beside its image
 def _large_images(t:Tensor)->bool: return t.numel() >= _box_values * t.shape[0]
 
+_gather_values = 1 << 14  # `Paste` batches up to this many values: one gather of a precomputed index, not per-layer copies
+
+def small_batch(t:Tensor)->bool:
+    "A batch so small (at most 16,384 values) that a few tensor ops cost more than moving its values: geometries plan one gather for it"
+    return t.numel() <= _gather_values
+
 def _cycles(p:np.ndarray)->list|None:
     "The cycles of `p` (lists of indices, each mapped by `p` to the next), or None if `p` is not a permutation"
     if not np.array_equal(np.sort(p), np.arange(len(p))): return None
@@ -127,14 +133,15 @@ class Blend:
 
     def apply(self, t:Tensor, inplace:bool=False, scratch:Scratch=None)->Tensor:
         "Blend the sources of `t`; write into `t` if `inplace` and the base is `t` itself"
-        if self.keep_base and self.idx.shape[0] == 2:
-            if inplace and t.is_cpu and not t.requires_grad and _large_images(t):
-                cycles = _cycles(self.rows[1].numpy())
-                if cycles is not None: return self.by_cycles(t, cycles, scratch or _fresh)
-            # lerp(a, b, w) = a + w·(b − a): exactly `a` where w = 0; the partners must be copied out before `t` changes
-            # a tensor in an autograd graph (a hidden activation) can't be copied into a buffer. `index_select`, not
-            # `t[idx]`: its backward adds rows (index_add_), 5-7x faster on CPU than advanced indexing's index_put_
-            partner = t.index_select(0, self.rows[1]) if t.requires_grad else take_images(t, self.rows[1], (scratch or _fresh)('partners', t))
+        if self.keep_base and len(self.rows) == 2:
+            # lerp(a, b, w) = a + w·(b − a): exactly `a` where w = 0; the partners must be copied out before `t` changes.
+            # A tensor in an autograd graph (a hidden activation) can't be copied into a buffer, and a small batch's
+            # copy costs less than a buffer's bookkeeping. `index_select`, not `t[idx]`: its backward adds rows
+            # (index_add_), 5-7x faster on CPU than advanced indexing's index_put_
+            if t.requires_grad or small_batch(t): partner = t.index_select(0, self.rows[1])
+            elif inplace and t.is_cpu and _large_images(t) and (cycles := _cycles(self.rows[1].numpy())) is not None:
+                return self.by_cycles(t, cycles, scratch or _fresh)
+            else: partner = take_images(t, self.rows[1], (scratch or _fresh)('partners', t))
             w = self.lerp_weight(t)
             return t.lerp_(partner, w) if inplace else t.lerp(partner, w)
         out = t.index_select(0, self.rows[0]) * _bcast(self.weights[:, 0], t)
@@ -143,7 +150,7 @@ class Blend:
 
     def lerp_weight(self, t:Tensor, scratch:Scratch=None):
         "The partner `idx[1]`'s weight, broadcastable to `t` (a number per batch), when the output is `lerp(t, t[idx[1]], weight)`; else None"
-        if not (self.keep_base and self.idx.shape[0] == 2): return None
+        if not (self.keep_base and len(self.rows) == 2): return None
         if self.w is not None: return self.w
         key = (t.dtype, t.ndim)  # made once: two tensor ops per batch otherwise
         if key not in self._w: self._w[key] = _bcast(self.weights[:, 1], t)
@@ -211,12 +218,6 @@ def _box(t:Tensor, corner:list, ext:list, item:int=None)->Tensor:
     if item is None: return t.as_strided((*t.shape[:t.ndim-d], *ext), st, off)
     return t.as_strided((*t.shape[1:t.ndim-d], *ext), st[1:], off + item * st[0])
 
-_gather_values = 1 << 14  # `Paste` batches up to this many values: one gather of a precomputed index, not per-layer copies
-
-def small_batch(t:Tensor)->bool:
-    "A batch so small (at most 16,384 values) that a few tensor ops cost more than moving its values: geometries plan one gather for it"
-    return t.numel() <= _gather_values
-
 def _on_host(idx:Tensor, host_idx:np.ndarray=None)->np.ndarray|None:
     "`idx` on the host: as the caller gave it, read from `idx` itself on CPU (free), else None (reading it would wait on the device)"
     if host_idx is not None: return np.asarray(host_idx, dtype=np.int64)
@@ -257,19 +258,17 @@ class Paste:
 
     def apply(self, t:Tensor, inplace:bool=False, scratch:Scratch=None)->Tensor:
         "Paste the layers of `t`'s sources; `t` is (B, *space) or (B, C, *space)"
+        if self.small(t): return self.gather_all(t)
         scratch = scratch or _fresh
-        if self.small(t): return self.gather_all(t, inplace, scratch)
         return self.per_batch(t, inplace, scratch) if len(self.rects) == 1 else self.per_sample(t, inplace, scratch)
 
     def small(self, t:Tensor)->bool:
         "A batch so small that a few tensor ops cost more than moving its values: one gather does it"
         return small_batch(t) and self.host_idx is not None and t.is_contiguous()
 
-    def gather_all(self, t, inplace, scratch):
-        "Every output value gathered from its source by one index over the flat batch (`flat_source`)"
-        out = torch.take(t, self.flat_source(t), out=scratch('out', t) if inplace else torch.empty_like(t))
-        if inplace: scratch.adopt('out', t)
-        return out
+    def gather_all(self, t:Tensor)->Tensor:
+        "Every output value gathered from its source by one index over the flat batch (`flat_source`), into new memory"
+        return torch.take(t, self.flat_source(t))  # (a small batch: a work buffer's bookkeeping costs more than a new one)
 
     def flat_source(self, t:Tensor)->Tensor:
         "Index shaped like `t` of the source of every value of `t`, flattened: planned on the host, best when the mix is drawn"
@@ -548,7 +547,7 @@ class MaskPaste:
 
     def apply(self, t:Tensor, inplace:bool=False, scratch:Scratch=None)->Tensor:
         "The partner's pixels where the mask is set; `t` may be (B, H, W) or (B, C, H, W)"
-        if self.small(t): return self.gather_all(t, inplace, scratch or _fresh)
+        if self.small(t): return self.gather_all(t)
         return lerp_partners(t, self.rows[1], self.lerp_weight(t), inplace, scratch)
 
     def lerp_weight(self, t:Tensor, scratch:Scratch=None)->Tensor:

@@ -205,7 +205,7 @@ def test_a_batch_held_elsewhere_is_never_a_work_buffer():
                                   lambda: CutMix(seed=0, mode='sample'), lambda: FMix(seed=0), lambda: FMix(seed=0, mode='sample')])
 def test_batches_a_dataset_keeps_are_not_overwritten(make):
     """A loader that yields the batches its dataset keeps (fastai `DataLoader(bs=None)`): these small batches are mixed
-    into a work buffer, and the batch replaced by it is not reused as a buffer while the dataset holds it"""
+    into new memory, never into the dataset's tensors"""
     from fastai.basics import DataLoaders, Learner
     from fastai.data.load import DataLoader as FDL
     from fastmix.demo import small_cnn
