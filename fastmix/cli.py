@@ -18,11 +18,11 @@ class CLIError(Exception): "A bad argument or input: the command line reports it
 class _Parser(argparse.ArgumentParser):
     def error(self, message): raise CLIError(message)
 
-def _methods(s):
+def _methods(s, flag='--methods'):
     from fastmix.mixers import MIXERS
     ms = [m.strip().lower() for m in s.split(',') if m.strip()]
     bad = [m for m in ms if m not in MIXERS]
-    if bad or not ms: raise CLIError(f"--methods: unknown method {', '.join(bad) or repr(s)}; choose from {', '.join(MIXERS)}")
+    if bad or not ms: raise CLIError(f"{flag}: unknown method {', '.join(bad) or repr(s)}; choose from {', '.join(MIXERS)}")
     return ms
 
 def _positive(name, typ=int, zero_ok=False):
@@ -35,7 +35,7 @@ def _positive(name, typ=int, zero_ok=False):
     return f
 
 def _method(s):
-    ms = _methods(s)
+    ms = _methods(s, '--method')
     if len(ms) > 1: raise CLIError(f"--method: one method, got {s!r} (`fastmix demo --methods` takes several)")
     return ms[0]
 

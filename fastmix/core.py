@@ -82,8 +82,9 @@ def _mixed_ce(pred, Y, weights, ignore_index, red):
     "Cross-entropy mixed over the K sources of class indices `Y` (B, K, ...): one log-softmax, the K picked log-probabilities weighted"
     lsm, Y = torch.log_softmax(_plain(pred), 1), _plain(Y)  # (fastai's `CastToTensor` makes them plain in a fit, if it is there)
     ok = Y != ignore_index  # an ignored target adds nothing, as in `F.cross_entropy`
-    picked = lsm.gather(1, Y * ok)
-    w = weights.to(lsm.dtype).view(*weights.shape, *[1] * (Y.ndim - 2)).mul(ok)
+    acc = torch.promote_types(lsm.dtype, torch.float32)  # float16 counts overflow past 65,504 targets
+    picked = lsm.gather(1, Y * ok).to(acc)
+    w = weights.to(acc).view(*weights.shape, *[1] * (Y.ndim - 2)).mul(ok)
     if red == 'none': return -(picked * w).sum(1).reshape(-1)
     # a mean divides each source's terms by its own count of targets not ignored, as `F.cross_entropy` does one source's
     if red == 'mean': w.div_(ok.sum([d for d in range(Y.ndim) if d != 1], keepdim=True, dtype=w.dtype).clamp_min_(1))
@@ -98,21 +99,24 @@ def mixed_loss(
 )->Tensor:
     "`Σ_k weights[:, k] · lf(pred, *ybs[k])` per sample, reduced as `lf` reduces"
     bs, red = weights.shape[0], getattr(lf, 'reduction', 'mean')
-    ce, ys = _plain_ce(lf, pred), (pred.shape[0], *pred.shape[2:])  # ys: the shape of class-index targets for `pred`
+    one = isinstance(pred, Tensor)  # else several outputs (a main and an auxiliary head): `lf` takes them as they are
+    ce = _plain_ce(lf, pred) if one else None
+    ys = (pred.shape[0], *pred.shape[2:]) if one else None  # the shape of class-index targets for `pred`
     if isinstance(ybs, Tensor):
         if ce is not None and ybs.shape == (ys[0], weights.shape[1], *ys[1:]): return _mixed_ce(pred, ybs, weights, ce.ignore_index, red)
         ybs = [(y,) for y in ybs.unbind(1)]
     if ce is not None and all(len(yb) == 1 and yb[0].shape == ys for yb in ybs):
         return _mixed_ce(pred, torch.stack([yb[0] for yb in ybs], 1), weights, ce.ignore_index, red)
     try:
-        with NoneReduce(lf) as nlf: terms = [nlf(pred, *yb).reshape(bs, -1) * weights[:, k, None].to(pred.dtype) for k, yb in enumerate(ybs)]
+        with NoneReduce(lf) as nlf: terms = [(l := nlf(pred, *yb).reshape(bs, -1)) * weights[:, k, None].to(pred.dtype if one else l.dtype) for k, yb in enumerate(ybs)]
     except TypeError as e:
         if 'reduction' not in str(e): raise
         raise TypeError(f"the targets are class indices, so the loss {lf!r} is computed per sample (reduction='none') and "
                         f"weighted; it has no `reduction` argument ({e}): give it one, or use fastai's `CrossEntropyLossFlat`") from e
     if red == 'mean' and (f := _ce_of(lf)) is not None and all(len(yb) == 1 for yb in ybs):
         # class weights and ignored targets: each source's terms over its targets' total weight, as `lf` reduces one source
-        return sum(t.sum() / _target_weight(f, yb[0]).sum().to(t.dtype).clamp_min(torch.finfo(t.dtype).tiny) for t, yb in zip(terms, ybs))
+        acc = torch.promote_types(terms[0].dtype, torch.float32)  # float16 sums overflow past 65,504 targets
+        return sum(t.sum(dtype=acc) / _target_weight(f, yb[0]).sum(dtype=acc).clamp_min(torch.finfo(acc).tiny) for t, yb in zip(terms, ybs))
     loss = sum(terms)
     return loss.mean() if red == 'mean' else loss.sum() if red == 'sum' else loss.view(-1)
 
@@ -145,6 +149,10 @@ def _wrong_batch(what:str, t:Tensor, ref:str, bs:int):
     got = 'no batch dimension (a 0-d tensor)' if t.ndim == 0 else f'batch size {t.shape[0]}'
     raise ValueError(f"{what} has {got} but {ref} has {bs}")
 
+def _y_int(lf)->bool|None:
+    "Does loss `lf` take class indices? fastai's losses say (`y_int`; without it their targets are values); others: None, not known"
+    return getattr(lf, 'y_int', False if isinstance(lf, BaseLoss) else None)
+
 def _is_labels(y)->bool: return isinstance(y, Tensor) and y.ndim == 1 and not y.is_floating_point()  # (B,) class indices
 
 def _is_spatial(t, sp:tuple)->bool:
@@ -159,6 +167,8 @@ class MixHandler(Callback):
     draw_ahead = 32 # In a fit, the mixes of up to this many batches are drawn at once (1: each at its batch); so a hyper-parameter set mid-epoch applies from the next epoch (a schedule applies at once)
     mixes_input = True  # False while a subclass mixes something other than the input batch (whose dtype is then free)
     choosable = True  # `MixChoice` can draw its mixes; False for a mixer that works through its own events (hooks)
+    # hyper-parameter -> its check, run whenever it is set: in the constructor, or later (`cb.p = 0.`); subclasses add theirs
+    checks = {'p': lambda v: check_number('p', v, 0, 1), 'off_pct': lambda v: check_number('off_pct', v, 0, 1, sched_ok=False)}
     at_input = True  # the mix applies to the input batch (`ManifoldMixUp`: only when the input is the layer drawn)
     def __init__(self,
         p:float=1., # Probability that a batch (mode 'batch') or an image (mode 'sample') is mixed; number or schedule
@@ -167,14 +177,14 @@ class MixHandler(Callback):
         off_epochs:int=0, # Don't mix during the last `off_epochs` epochs of a fit
         off_pct:float=0., # Don't mix during the last `off_pct` fraction of a fit
     ):
-        self.p = check_number('p', p, 0, 1)
+        self.p = p
         if mode not in _modes: raise ValueError(f"`mode` must be one of {_modes}, got {mode!r}")
         if seed is not None and (not isinstance(seed, numbers.Integral) or isinstance(seed, bool)):
             raise TypeError(f"`seed` must be an int or None, got {seed!r}")
         if seed is not None and seed < 0: raise ValueError(f"`seed` must be an int >= 0 or None, got {seed!r}")
         if not isinstance(off_epochs, numbers.Integral) or isinstance(off_epochs, bool) or off_epochs < 0:
             raise ValueError(f"`off_epochs` must be an int >= 0, got {off_epochs!r}")
-        self.off_pct = check_number('off_pct', off_pct, 0, 1, sched_ok=False)
+        self.off_pct = off_pct
         self.mode,self.off_epochs,self.mix,self.scratch = mode,off_epochs,None,Scratch()
         self.seed = random.getrandbits(63) if seed is None else seed
         rank = rank_distrib()
@@ -185,8 +195,9 @@ class MixHandler(Callback):
     def __setattr__(self, name, value):
         # fastai checks every attribute set on a callback against the learner's, which costs more than a whole
         # per-batch mix at small sizes: per-batch state skips that check (its names shadow nothing)
-        if name in _per_batch: object.__setattr__(self, name, value)
-        else: super().__setattr__(name, value)
+        if name in _per_batch: return object.__setattr__(self, name, value)
+        if (check := self.checks.get(name)) is not None: value = check(value)
+        super().__setattr__(name, value)
 
     @property
     def per_sample(self): return self.mode == 'sample'
@@ -224,10 +235,9 @@ class MixHandler(Callback):
         return True
 
     def follows(self, t, x, sp)->bool:
-        "Does input `t` get the geometry? Float tensors with the dims and spatial size `sp` of `x`; for flat batches, tensors shaped like `x`"
+        "Does input `t` get the geometry? Float maps over the positions `sp` of `x` ((B, *sp) or (B, C', *sp)); for flat batches, tensors shaped like `x`"
         if not isinstance(t, Tensor) or not t.is_floating_point(): return False
-        if sp: return t.ndim == x.ndim and tuple(t.shape[2:]) == sp
-        return t.shape == x.shape
+        return _is_spatial(t, sp) if sp else t.shape == x.shape
 
     def can_overwrite(self, t)->bool:
         "In training, mix in place when `t` is a batch of its own (all of its memory, not part of a graph)"
@@ -244,7 +254,8 @@ class MixHandler(Callback):
         if x.ndim < 1: raise ValueError(f"the input batch must have a batch dimension, got shape {tuple(x.shape)}")
         if self.mixes_input and not x.is_floating_point():
             raise TypeError(f"the input batch must be a float tensor, got dtype {x.dtype}: convert images to float "
-                            "first (fastai's `IntToFloatTensor` does)")
+                            "first (fastai's `IntToFloatTensor` does); codes such as a table's categories can't be blended: "
+                            "`ManifoldMixUp` mixes their embeddings")
         bs = x.shape[0]
         for i, t in enumerate(xb[1:], 1):  # (plain loops: this runs every batch)
             if isinstance(t, Tensor) and (t.ndim == 0 or t.shape[0] != bs): _wrong_batch(f'input {i}', t, 'input 0', bs)
@@ -252,7 +263,8 @@ class MixHandler(Callback):
             if not isinstance(y, Tensor): continue
             if y.ndim == 0 or y.shape[0] != bs: _wrong_batch(f'target {i}', y, 'the input batch', bs)
             if y_int and y.is_floating_point():
-                raise TypeError(f"the loss {self.learn.loss_func!r} takes class indices (`y_int`) but target {i} "
+                lf = getattr(getattr(self, 'learn', None), 'loss_func', None)  # (`mix_batch` may be called outside a fit)
+                raise TypeError(f"the loss{'' if lf is None else f' {lf!r}'} takes class indices (`y_int`) but target {i} "
                                 f"is {y.dtype}: it cannot be mixed as a class index")
 
     def choose(self, x:Tensor)->Mix|None:
@@ -269,21 +281,25 @@ class MixHandler(Callback):
         # a warm loop of draws costs a fraction of the same draws made one at a time between batches, when the CPU's
         # caches hold the model's work: so small batches draw ahead (large ones hold large mixes: masks, plans)
         key = (x.shape, x.dtype, x.device)
-        if not self.ahead or self.ahead_key != key:
-            ahead, n = [], min(n, self.draw_ahead, max(1, _ahead_values // x.numel()))
-            while len(ahead) < n:
-                mix = self.choose(x)
-                if self.reads_schedule and ahead: break  # a schedule is read at its own batch's progress: dropped
-                ahead.append(mix)
-                if self.reads_schedule: break
-            self.ahead, self.ahead_key = ahead[::-1], key
+        if self.ahead and self.ahead_key == key: return self.ahead.pop()
+        # another shape while mixes are drawn ahead (an epoch's smaller last batch, shapes that vary from batch to batch):
+        # its own draw, and the drawn mixes wait for their shape
+        if self.ahead: return self.choose(x)
+        ahead, n = [], min(n, self.draw_ahead, max(1, _ahead_values // max(1, x.numel())))
+        while len(ahead) < n:
+            mix = self.choose(x)
+            if self.reads_schedule and ahead: break  # a schedule is read at its own batch's progress: dropped
+            ahead.append(mix)
+            if self.reads_schedule: break
+        self.ahead, self.ahead_key = ahead[::-1], key
         return self.ahead.pop()
 
     def mix_batch(self,
         xb:tuple, yb:tuple, # The batch
         inplace:bool=False, # Write into the batch's tensors where they are its own (the training path)
         ahead:int=0, # In a fit, the batches left in the epoch: their mixes may be drawn now, ahead (`next_mix`)
-        y_int:bool=False, # The loss takes class indices (fastai's `y_int`): a float target is an error
+        y_int:bool=None, # The loss takes class indices (fastai's `y_int`): a float target is an error; False: integer targets are
+                         # values to blend (counts); None (not known): integer targets are class indices
     ):
         "Draw a mix for `(xb, yb)` and return `(mix, xb, yb)` mixed; `mix` is None when nothing is mixed"
         x = xb[0]
@@ -291,7 +307,7 @@ class MixHandler(Callback):
         if x.shape[0] < 2: return None, xb, yb
         mix = self.next_mix(x, ahead) if ahead else self.choose(x)
         if mix is None: return None, xb, yb
-        return (mix, *self.apply_mix(mix, x, xb, yb, inplace))
+        return (mix, *self.apply_mix(mix, x, xb, yb, inplace, y_int))
 
     def apply_geom(self, mix:Mix, t:Tensor, inplace:bool=False)->Tensor:
         "`mix`'s geometry applied to `t`, in place where `t` may be overwritten"
@@ -299,30 +315,42 @@ class MixHandler(Callback):
         r = mix.geom.apply(p, inplace=inplace and self.can_overwrite(t), scratch=self.scratch)
         return r if p is t else t if r is p else retain_type(r, t)
 
-    def apply_mix(self, mix:Mix, x:Tensor, xb:tuple, yb:tuple, inplace:bool=False)->tuple:
-        "`(xb, yb)` mixed by `mix`, drawn for their first input `x`"
-        if len(xb) == 1 == len(yb) and _is_labels(yb[0]) and self.at_input and x.is_floating_point():
+    def apply_mix(self, mix:Mix, x:Tensor, xb:tuple, yb:tuple, inplace:bool=False, y_int:bool=None)->tuple:
+        "`(xb, yb)` mixed by `mix`, drawn for their first input `x`; `y_int` as `mix_batch` takes it"
+        if len(xb) == 1 == len(yb) and _is_labels(yb[0]) and y_int is not False and self.at_input and x.is_floating_point():
             # the common batch, one image tensor and one class index per image: the general path's checks cost as much as a small mix
             mix.in_loss = (True,)
             return (self.apply_geom(mix, x, inplace),), yb
         sp = _space(x)
         app = lambda t, inplace=False: self.apply_geom(mix, t, inplace)
-        xb = tuple(app(t, inplace) if self.follows(t, x, sp) else t for t in xb)
+        def input_(i, t):
+            if self.follows(t, x, sp): return app(t, inplace)
+            if not (self.at_input and _is_spatial(t, sp)): return t  # not a map over the positions, or a hidden layer is mixed
+            if mix.geom.cuts: return app(t)  # an integer map (ids, a mask as input): cut like the pixels
+            raise ValueError(f"input {i} is an integer map over the positions ({t.dtype}, shape {tuple(t.shape)}), which "
+                             f"{type(self).__name__} would blend: make it float, or mix it with a cutting mixer")
+        xb = tuple(input_(i, t) for i, t in enumerate(xb))
         # a target is cut like the pixels (masks), blended by weight (multi-hot, regression), or left to the loss
-        if mix.geom.cuts is None and any(_is_spatial(y, sp) for y in yb):  # some images blended, some cut
+        cuts = mix.geom.cuts  # True: cut; False: blended; None: some images blended, some cut (a per-image choice)
+        if cuts is None and any(_is_spatial(y, sp) and not y.is_floating_point() for y in yb):  # a class can't be blended
             raise ValueError(f"{type(self).__name__}: per-sample switching between blending (MixUp) and cutting "
-                             "mixers can't mix segmentation masks; use mode='batch'")
-        cut = [bool(mix.geom.cuts) and _is_spatial(y, sp) for y in yb]
-        mix.in_loss = tuple(not c and isinstance(y, Tensor) and not y.is_floating_point() for c, y in zip(cut, yb))
+                             "mixers can't mix segmentation masks (integer label maps); use mode='batch'")
+        # a map over the positions follows the pixels where some are cut: a float one is blended where its image is
+        cut = [cuts is not False and _is_spatial(y, sp) for y in yb]
+        # integer targets are class indices, left to the mixed loss, unless the loss says they are not (`y_int` False)
+        mix.in_loss = tuple(not c and isinstance(y, Tensor) and not y.is_floating_point() and y_int is not False for c, y in zip(cut, yb))
         def target(y, cut, in_loss):
             if cut: return app(y)  # a mask: cut and pasted like the pixels
             if in_loss or not isinstance(y, Tensor): return y  # class indices: left to the mixed loss
-            return mix.blend(y)  # multi-hot or regression targets: mixed by weight
+            return mix.blend(y if y.is_floating_point() else y.to(mix.weights.dtype))  # multi-hot or regression targets: mixed by weight
         return xb, tuple(map(target, yb, cut, mix.in_loss))
 
     # -- fastai events
     # the events read the learner's attributes through `learn`: `self.xb` would go through fastai's `GetAttr`
-    def before_fit(self): self.mix = self.hidden_yb = self.ahead = None; self.reads_schedule = False; self.check_alone()
+    def before_fit(self):
+        self.mix = self.hidden_yb = self.ahead = None; self.reads_schedule = False; self.check_alone()
+        # `lr_find` trains as the fit will (mixed), then puts the model back: the draws go back too, so a seeded fit after it draws as without it
+        self.rng_back = self.rng.bit_generator.state if hasattr(self.learn, 'lr_finder') else None
     def before_epoch(self): self.ahead = None  # hyper-parameters set between epochs apply from the next one
     def check_alone(self):
         "Error if another mixer is in the Learner: both would mix the batch, and the loss would know only one mix"
@@ -339,7 +367,7 @@ class MixHandler(Callback):
         if (self.off_epochs or self.off_pct) and not self.mixing_now(): return
         learn = self.learn
         ahead = getattr(learn, 'n_iter', 1) - getattr(learn, 'iter', 0)
-        mix, xb, yb = self.mix_batch(learn.xb, learn.yb, _loop_only(learn.xb), ahead, getattr(learn.loss_func, 'y_int', False))
+        mix, xb, yb = self.mix_batch(learn.xb, learn.yb, _loop_only(learn.xb), ahead, _y_int(learn.loss_func))
         if mix is not None: self.mix, learn.xb, learn.yb = mix, xb, yb
 
     def after_pred(self):
@@ -359,5 +387,7 @@ class MixHandler(Callback):
     def after_batch(self):
         if self.hidden_yb is not None: self.learn.yb = self.hidden_yb  # a callback cancelled the batch before `after_loss`
         self.mix = self.hidden_yb = None
-    def after_fit(self): self.mix = self.ahead = None; self.scratch.clear()
+    def after_fit(self):
+        self.mix = self.ahead = None; self.scratch.clear()
+        if getattr(self, 'rng_back', None) is not None: self.rng.bit_generator.state, self.rng_back = self.rng_back, None
     def __getstate__(self): return {**self.__dict__, 'mix': None, 'hidden_yb': None, 'ahead': None, 'scratch': Scratch()}  # neither is worth saving

@@ -43,7 +43,8 @@ class Select:
     def lerp_weight(self, t:Tensor, scratch=None)->Tensor|None:
         "Each image's partner weight from the geometry it picked, when all have one (and `t` is a float batch, not a small one); else None"
         if self.partner is None or small_batch(t) or not t.is_floating_point(): return None  # small: each geometry's gather
-        ws = [None if g is None else getattr(g, 'lerp_weight', lambda t, s: None)(t, scratch) for g in self.geoms]
+        # each in new memory, not `scratch`: two geometries of one kind (two CutMix) would write one work buffer
+        ws = [None if g is None else getattr(g, 'lerp_weight', lambda t: None)(t) for g in self.geoms]
         if any(w is None for g, w in zip(self.geoms, ws) if g is not None): return None
         w = None
         for wi, m in zip(ws, self.picked):
@@ -68,7 +69,9 @@ class MixChoice(MixHandler):
     ):
         super().__init__(**kwargs)
         if not isinstance(mixers, (list, tuple)) or not mixers or not all(isinstance(m, MixHandler) for m in mixers):
-            raise TypeError(f"`mixers` must be a non-empty list of MixHandler callbacks, got {mixers!r}")
+            bad = [m for m in mixers if not isinstance(m, MixHandler)] if isinstance(mixers, (list, tuple)) else []
+            which = f" ({', '.join(f'{type(m).__module__}.{type(m).__name__}' for m in bad)} is not)" if bad else ''
+            raise TypeError(f"`mixers` must be a non-empty list of fastmix mixers (MixHandler callbacks){which}, got {mixers!r}")
         if any(not m.choosable for m in mixers):
             names = ', '.join(type(m).__name__ for m in mixers if not m.choosable)
             raise ValueError(f"`mixers` can't hold {names}: it mixes through its own events, which `MixChoice` does not run; "

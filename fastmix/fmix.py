@@ -18,9 +18,11 @@ __all__ = ['fourier_noise', 'top_mask', 'FMix']
 # %% ../nbs/06_fmix.ipynb #c2f24e9b
 @functools.lru_cache(maxsize=16)
 def _amplitude(h:int, w:int, decay:float)->Tensor:
-    "`1/f^δ` over the half spectrum `irfft2` takes, made once per size (read only)"
+    "`1/f^δ` over the half spectrum `irfft2` takes, scaled to 1 at the lowest frequency, made once per size (read only)"
     f = np.sqrt(np.fft.fftfreq(h)[:, None] ** 2 + np.fft.rfftfreq(w)[None] ** 2)
-    return torch.from_numpy((1 / np.maximum(f, 1 / max(h, w)) ** decay).astype(np.float32))  # the constant term gets the lowest frequency's
+    # the mask ranks the noise, so any scale serves: this one never overflows float32 (max(H, W)^δ does, from δ ≈ 16 at 224²);
+    # the constant term gets the lowest frequency's
+    return torch.from_numpy((1 / np.maximum(f * max(h, w), 1.) ** decay).astype(np.float32))
 
 def fourier_noise(
     rng:np.random.Generator, # Where the noise comes from (the handler's generator)
@@ -55,6 +57,7 @@ def top_mask(
 # %% ../nbs/06_fmix.ipynb #0870fd9a
 class FMix(MixHandler):
     "FMix: the partner `x[π]`'s pixels where low-frequency Fourier noise is in its top `1−λ` share; weights the exact shares (https://arxiv.org/abs/2002.12047)"
+    checks = {**MixHandler.checks, 'alpha': lambda v: check_number('alpha', v, 0, lo_open=True), 'decay': lambda v: check_number('decay', v, 0, sched_ok=False)}
     @delegates(MixHandler.__init__)
     def __init__(self,
         alpha:float=1., # α of Beta(α, α); a number or a schedule of training progress
@@ -62,8 +65,7 @@ class FMix(MixHandler):
         **kwargs # `p`, `mode`, `seed`, `off_epochs`, `off_pct` of `MixHandler`
     ):
         super().__init__(**kwargs)
-        self.alpha = check_number('alpha', alpha, 0, lo_open=True)
-        self.decay = check_number('decay', decay, 0, sched_ok=False)
+        self.alpha,self.decay = alpha,decay
 
     def draw(self, x, on):
         bs, (h, w) = x.shape[0], x.shape[-2:]

@@ -18,6 +18,7 @@ __all__ = ['MixUp']
 class MixUp(MixHandler):
     "MixUp: `x̃ = λ·x + (1−λ)·x[π]`, `λ ~ Beta(α, α)`, labels weighted `(λ, 1−λ)` (https://arxiv.org/abs/1710.09412)"
     image_only = False
+    checks = {**MixHandler.checks, 'alpha': lambda v: check_number('alpha', v, 0, lo_open=True)}
     @delegates(MixHandler.__init__)
     def __init__(self,
         alpha:float=0.4, # α of Beta(α, α); a number or a schedule of training progress
@@ -25,7 +26,7 @@ class MixUp(MixHandler):
         **kwargs # `p`, `mode`, `seed`, `off_epochs`, `off_pct` of `MixHandler`
     ):
         super().__init__(**kwargs)
-        self.alpha = check_number('alpha', alpha, 0, lo_open=True)
+        self.alpha = alpha
         if not isinstance(keep_dominant, bool): raise TypeError(f"`keep_dominant` must be a bool, got {keep_dominant!r}")
         self.keep_dominant = keep_dominant
 

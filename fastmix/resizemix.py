@@ -17,13 +17,14 @@ __all__ = ['ResizeMix']
 # %% ../nbs/05_resizemix.ipynb #6f7b7d71
 class ResizeMix(MixHandler):
     "ResizeMix: the whole partner `x[π]`, shrunk by `τ ~ U(τ_min, τ_max)`, pasted at a uniform position; weight its area share (https://arxiv.org/abs/2012.11101)"
+    checks = {**MixHandler.checks, 'scale': lambda v: check_range('scale', v)}
     @delegates(MixHandler.__init__)
     def __init__(self,
         scale:tuple=(0.1, 0.8), # `(τ_min, τ_max)`: the box sides are `round(τ·H)` and `round(τ·W)`, `τ` uniform in this range
         **kwargs # `p`, `mode`, `seed`, `off_epochs`, `off_pct` of `MixHandler`
     ):
         super().__init__(**kwargs)
-        self.scale = check_range('scale', scale)
+        self.scale = scale
 
     def draw(self, x, on):
         bs, (h, w) = x.shape[0], x.shape[-2:]

@@ -18,13 +18,14 @@ __all__ = ['RICAP']
 class RICAP(MixHandler):
     "RICAP: four crops from four images tile the output (two segments, eight blocks), label weights the tile areas (https://arxiv.org/abs/1811.09030)"
     space_dims = (1, 2, 3)  # signals, images and volumes
+    checks = {**MixHandler.checks, 'beta': lambda v: check_number('beta', v, 0, lo_open=True)}
     @delegates(MixHandler.__init__)
     def __init__(self,
         beta:float=0.3, # β of Beta(β, β) for the boundary point; a number or a schedule of training progress
         **kwargs # `p`, `mode`, `seed`, `off_epochs`, `off_pct` of `MixHandler`
     ):
         super().__init__(**kwargs)
-        self.beta = check_number('beta', beta, 0, lo_open=True)
+        self.beta = beta
 
     def draw(self, x, on):
         bs, size = x.shape[0], tuple(x.shape[2:])  # (L,), (H, W) or (D, H, W)

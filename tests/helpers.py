@@ -26,7 +26,8 @@ def fix_beta(monkeypatch, cb, lam):
 
 def check_mix(x, xm, mix):
     """`check_provenance` for every mixer: a per-image choice among geometries (`MixChoice`'s `Select`) is checked image by
-    image against the geometry it picked, with the mix that geometry stands for (the others' images left whole)"""
+    image against the geometry it picked, with the mix that geometry stands for (the others' images left whole), through
+    nested choices"""
     g = mix.geom
     if not hasattr(g, 'geoms'): return check_provenance(x, xm, mix)
     bs = len(x)
@@ -37,7 +38,7 @@ def check_mix(x, xm, mix):
         rows = g.pick == i
         xi = gi.apply(x)
         assert torch.equal(xm[rows], xi[rows]), i  # an image is exactly what its geometry makes of it
-        check_provenance(x, xi, Mix(torch.where(rows, mix.idx, own), torch.where(rows[:, None], mix.weights, e0), gi))
+        check_mix(x, xi, Mix(torch.where(rows, mix.idx, own), torch.where(rows[:, None], mix.weights, e0), gi))  # (nested choices too)
 
 def synth_images(n=64, c=3, h=12, w=12, n_cls=3, seed=0):
     "Images whose class is visible in their pixels: one bright quadrant-ish stripe per class"

@@ -13,7 +13,7 @@ BAD_ARGS = [  # (class, kwargs, exception, regex the message must match)
     (MixUp,  dict(alpha=0),              ValueError, r"`alpha` must be in \(0, .*got 0$"),
     (CutMixUp, dict(mixup_alpha=0),      ValueError, r"`mixup_alpha` must be in \(0, .*got 0$"),
     (CutMixUp, dict(cutmix_alpha=-2),    ValueError, r"`cutmix_alpha` must be in \(0, .*got -2$"),
-    (MixChoice, dict(mixers=None),       TypeError,  r"`mixers` must be a non-empty list of MixHandler callbacks, got None$"),
+    (MixChoice, dict(mixers=None),       TypeError,  r"`mixers` must be a non-empty list of fastmix mixers \(MixHandler callbacks\), got None$"),
     (MixUp,  dict(alpha=-0.5),           ValueError, r"`alpha` must be in \(0, .*got -0\.5$"),
     (CutMix, dict(alpha=float('nan')),   ValueError, r"`alpha` must be a finite number.*got nan$"),
     (CutMix, dict(alpha=float('inf')),   ValueError, r"`alpha` must be a finite number.*got inf$"),
@@ -151,3 +151,17 @@ def test_mixchoice_refuses_manifold_mixup():
     "ManifoldMixUp mixes a layer through its own events, which `MixChoice` does not run: it would quietly mix the input"
     with pytest.raises(ValueError, match=r"`mixers` can't hold ManifoldMixUp: it mixes through its own events"):
         MixChoice([ManifoldMixUp(), CutMix()])
+
+@pytest.mark.parametrize('make,attr,bad,msg', [
+    (MixUp, 'alpha', 0., r"`alpha` must be in \(0, inf\), got 0.0"), (MixUp, 'p', 1.5, r"`p` must be in \[0, 1\], got 1.5"),
+    (RICAP, 'beta', float('nan'), r"`beta` must be a finite number or a schedule function, got nan"),
+    (FMix, 'alpha', float('inf'), r"`alpha` must be a finite number"), (FMix, 'decay', -1., r"`decay` must be in \[0, inf\)"),
+    (CutMix, 'minmax', (.8, .2), r"`minmax` must satisfy"), (ResizeMix, 'scale', (0., .5), r"`scale` must satisfy"),
+    (CutMixUp, 'off_pct', 2., r"`off_pct` must be in \[0, 1\]"), (ManifoldMixUp, 'alpha', -1, r"`alpha` must be in \(0, inf\)")])
+def test_hyper_parameters_set_later_are_checked(make, attr, bad, msg):
+    "A hyper-parameter assigned after construction (`cb.p = 0.`, as the docs show) gets the constructor's check, at once"
+    cb = make(seed=0)
+    old = getattr(cb, attr)
+    with pytest.raises(ValueError, match=msg): setattr(cb, attr, bad)
+    assert getattr(cb, attr) == old  # not set
+    setattr(cb, attr, old)

@@ -116,3 +116,30 @@ def test_p1_mixes_every_batch_and_image(monkeypatch, method, mode):
         assert mix is not None
         assert (mix.weights.max(1).values < 1).all()  # no image was left out
         check_mix(x, xm, mix)
+
+_CUTS = [lambda mode, seed, n=n: MIXERS[n](mode=mode, seed=seed) for n in ('cutmix', 'ricap', 'fmix')] + \
+        [lambda mode, seed: MixChoice([CutMix(), RICAP(), FMix()], mode=mode, seed=seed)]
+@pytest.mark.parametrize('make', _CUTS, ids=['cutmix', 'ricap', 'fmix', 'choice'])
+@pytest.mark.parametrize('mode', MODES)
+@pytest.mark.parametrize('inplace', [False, True])
+def test_cuts_move_inf_and_nan_exactly(make, mode, inplace):
+    """A cut copies values: NaN and ±inf (a depth map's missing values, an overflowed pixel) land exactly where the
+    geometry puts their position, and every other output keeps its finite source value (a blend of a 0/1 mask, 0·inf,
+    would put NaN there)"""
+    B, H, W = 8, 48, 48  # above the small-batch gather
+    x = torch.randn(B, 3, H, W, generator=torch.Generator().manual_seed(0))
+    x[0, :, :12, :12], x[1, :, 5, 7], x[2, :, 0, 0] = float('nan'), float('inf'), -float('inf')
+    for seed in range(3):
+        mix, (xm,), _ = make(mode, seed).mix_batch((x.clone(),), (torch.arange(B),), inplace=inplace)
+        src = mix.geom.apply(provenance_batch(B, 1, H, W))[:, 0].round().long()  # each output position's source
+        exp = x[:, 0].reshape(-1)[src.reshape(-1)].view(B, H, W)
+        assert (exp.isnan().any() or exp.isinf().any()) and torch.equal(xm[:, 0].isnan(), exp.isnan())
+        assert torch.equal(xm[:, 0].nan_to_num(), exp.nan_to_num())
+
+@pytest.mark.parametrize('cls', [MixUp, ManifoldMixUp])
+def test_empty_first_input_draws_ahead(cls):
+    "fastai's tabular batches without categorical columns start with an empty (B, 0) tensor: mixes are still drawn ahead"
+    x, y = torch.randn(8, 0), torch.arange(8)
+    mix, (xm,), _ = cls(seed=0).mix_batch((x,), (y,), ahead=5)
+    assert mix is not None and xm.shape == (8, 0)
+    check_weights(mix, 8)

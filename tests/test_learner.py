@@ -135,3 +135,14 @@ def test_fresh_typed_batches_are_mixed_in_place():
     with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
     before, after = (cb.ptrs for cb in learn.cbs if isinstance(cb, _Ptr))
     assert len(before) == 4 and after == before
+
+@pytest.mark.parametrize('make', [lambda: CutMix(seed=0), lambda: CutMixUp(mode='sample', seed=0)])
+def test_lr_find_puts_the_draws_back(make):
+    "`lr_find` trains mixed, as the fit will, and puts the model back: the mixer's generator goes back with it"
+    cb = make()
+    learn = synth_learner(cbs=cb)
+    state = cb.rng.bit_generator.state
+    with learn.no_bar(), learn.no_logging(): learn.lr_find(num_it=6, show_plot=False)
+    assert cb.rng.bit_generator.state == state
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
+    assert cb.rng.bit_generator.state != state  # a fit draws on

@@ -88,3 +88,20 @@ def test_fastai_tensor_types_without_cast_to_tensor():
     plain = mixed_loss(lf, pred, y[idx.T], w)
     typed = mixed_loss(lf, pred.as_subclass(TensorImage), y.as_subclass(TensorCategory)[idx.T], w)
     assert type(typed) is Tensor and torch.equal(typed, plain)
+
+def test_several_outputs():
+    "A model with a main and an auxiliary head: `lf` takes the tuple as it is, and the mixed loss is Σ_k w_k·lf(pred, y_k)"
+    def aux(preds, y, reduction='mean'): return F.cross_entropy(preds[0], y, reduction=reduction) + .4 * F.cross_entropy(preds[1], y, reduction=reduction)
+    pred, y, idx, w = _case(2)
+    preds = (pred, pred.flip(1))
+    exp = sum(w[:, k] * aux(preds, y[idx[k]], reduction='none') for k in range(2)).mean()
+    torch.testing.assert_close(mixed_loss(aux, preds, [(y[idx[k]],) for k in range(2)], w), exp)
+
+def test_half_predictions_count_in_float32():
+    "float16 logits over more than 65,504 targets per source (a 4×128×128 mask): the targets are counted in float32, not to inf"
+    g = torch.Generator().manual_seed(0)
+    pred, y = torch.randn(4, 3, 128, 128, generator=g), torch.randint(0, 3, (4, 128, 128), generator=g)
+    idx, w = torch.stack([torch.arange(4), torch.tensor([1, 2, 3, 0])]), torch.tensor([[.7, .3]] * 4)
+    ybs, lf = [(y[idx[k]],) for k in range(2)], CrossEntropyLossFlat(axis=1)
+    ref = mixed_loss(lf, pred.double(), ybs, w.double())
+    torch.testing.assert_close(mixed_loss(lf, pred.half(), ybs, w).double(), ref, atol=2e-3, rtol=2e-3)

@@ -309,6 +309,28 @@ def test_mixchoice_new_mixers_masks_follow():
     mix, (xm,), (segm,) = MixChoice([CutMix(), FMix()], mode='sample', seed=0).mix_batch((x.clone(),), (seg,))
     assert mix.geom.cuts and torch.equal(segm, xm[:, 0].round().long())
 
+@pytest.mark.parametrize('make', [lambda: CutMixUp(mode='sample', seed=0), lambda: MixChoice([MixUp(), FMix()], mode='sample', seed=0)])
+def test_per_sample_blend_or_cut_float_maps_follow(make):
+    "A float map target (depth, heat map) under a per-image choice of blending and cutting: it gets each image's own mix"
+    x = provenance_batch(8, 1, 24, 24)
+    mix, (xm,), (ym,) = make().mix_batch((x.clone(),), (x.clone(),))
+    assert mix.geom.cuts is None  # both kinds picked (was: an error about segmentation masks)
+    assert torch.equal(ym, xm)  # the same tensor as input and as target: the same values
+
+_INPUT = ['mixup', 'cutmix', 'ricap', 'cutmixup', 'resizemix', 'fmix']
+@pytest.mark.parametrize('a,b', [(a, b) for i, a in enumerate(_INPUT) for b in _INPUT[i:]])
+@pytest.mark.parametrize('inplace', [False, True])
+def test_mixchoice_per_sample_any_two_children(a, b, inplace):
+    """Per image, every pair of mixers, two of one kind too (which share work-buffer names), on a batch above the
+    small-batch gather: each image is exactly what its own mixer makes of it, and its label weights are its shares"""
+    from fastmix.mixers import MIXERS
+    from helpers import check_mix
+    x = provenance_batch(16, 3, 32, 32)
+    mc = MixChoice([MIXERS[a].cls(), MIXERS[b].cls()], mode='sample', seed=0)
+    mix, (xm,), _ = mc.mix_batch((x.clone(),), (torch.arange(16),), inplace=inplace)
+    assert len(set(mix.geom.pick.tolist())) == 2  # both children picked: each checked on its images
+    check_mix(x, xm, mix)
+
 def _n_params(learn): return [p.detach().clone() for p in learn.model.parameters()]
 
 @pytest.mark.parametrize('cbs', [lambda: [MixUp(), CutMix()], lambda: [FMix(), ResizeMix()],

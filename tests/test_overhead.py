@@ -152,11 +152,23 @@ def _ops_of_apply(make, x, seed):
 @pytest.mark.parametrize('name,make,most', [
     ('MixUp', lambda s: MixUp(seed=s), ['index_select', 'lerp_']),
     ('MixUp sample', lambda s: MixUp(mode='sample', seed=s), ['index_select', 'lerp_']),
-    ('FMix', lambda s: FMix(seed=s), ['index_select', 'lerp']),
-    ('FMix sample', lambda s: FMix(mode='sample', seed=s), ['index_select', 'lerp']),
+    ('FMix', lambda s: FMix(seed=s), ['index_select', 'sum', '_local_scalar_dense', 'lerp']),  # (the sum: are the values finite?)
+    ('FMix sample', lambda s: FMix(mode='sample', seed=s), ['index_select', 'sum', '_local_scalar_dense', 'lerp']),
     ('ResizeMix', lambda s: ResizeMix(seed=s), ['grid_sampler_2d', 'as_strided', 'index_select'])])
 def test_a_drawn_mix_is_applied_in_a_few_tensor_ops(name, make, most, seed):
     "After a training step each tensor op costs ~10 µs: what can be made when the mix is drawn (partner rows, weights, grids) is not made per batch"
     x = torch.randn(128, 3, 32, 32)  # above the small-batch gather: the general paths
     mix, names = _ops_of_apply(make, x, seed)
     assert names == most or (name == 'ResizeMix' and names == [] and 0 in np.diff(mix.geom.boxes[0])[::2]), names
+
+def test_shapes_that_vary_draw_once_a_batch():
+    "Batches whose shape alternates (padded signals, several scales) draw their own mix: the window drawn ahead waits for its shape"
+    from fastmix.all import CutMix
+    cb, n = CutMix(mode='sample', seed=0), 0
+    draw = cb.draw
+    def counted(x, on):
+        nonlocal n; n += 1
+        return draw(x, on)
+    cb.draw = counted
+    for i in range(40): cb.mix_batch((torch.randn(8, 3, 16, 16 + i % 2),), (torch.arange(8),), ahead=40 - i)
+    assert n <= 32 + 20  # one window for the first shape (20 of its batches use it), one draw per batch of the other

@@ -103,7 +103,7 @@ def test_preview_command(tmp_path):
     assert Image.open(tmp_path/'p.png').size[0] > 100
 
 @pytest.mark.parametrize('args,msg', [
-    (['demo', '--methods', 'nosuchmix'], 'unknown method nosuchmix'),
+    (['demo', '--methods', 'nosuchmix'], '--methods: unknown method nosuchmix'),
     (['demo', '--epochs', '0'], '--epochs must be > 0'),
     (['demo', '--epochs', 'two'], '--epochs must be a whole number'),
     (['demo', '--lr', 'nan'], '--lr must be > 0, got nan'),
@@ -112,7 +112,7 @@ def test_preview_command(tmp_path):
     (['preview', '--out', '/no/such/folder/p.png'], '--out: no such folder: /no/such/folder'),
     (['demo', '--n-train', '4999'], '--n-train: at most 3000 images'),
     (['demo', '--data', '/no/such/folder'], 'no such folder'),
-    (['preview', '--method', 'nope'], 'unknown method nope'),
+    (['preview', '--method', 'nope'], '--method: unknown method nope'),
     (['demo', '--lr', 'inf'], '--lr must be a finite number, got inf'),
     (['preview', '--n', '7'], '--n 7: the data holds only 6 training images'),
     (['preview', '--n', '1'], '--n must be >= 2 (a mix needs two images), got 1'),

@@ -85,3 +85,17 @@ def test_extra_image_input_and_mask_share_geometry(cls, mode):
     assert torch.equal(xm[:, 0], x2m[:, 0] - .25) and torch.equal(xm[:, 0].long(), mm)
     assert torch.equal(tabm, tab)  # non-image inputs are left alone
     assert mix.in_loss == (False,)  # the cut mask is the target: the original loss applies
+
+@pytest.mark.parametrize('method', ['cutmix', 'ricap', 'fmix'])
+@pytest.mark.parametrize('mode', ['batch', 'sample'])
+def test_integer_and_channelless_inputs_follow_a_cut(method, mode):
+    "A uint8 map input (B, 1, H, W) and a float one without channels (B, H, W) get the image's cut, exactly (were left as they were)"
+    from fastmix.mixers import MIXERS
+    x = provenance_batch(6, 3, 20, 20, dtype=torch.float32)
+    ids, flat = (x[:, :1] % 251).to(torch.uint8), x[:, 0].clone()
+    mix, (xm, idm, flm), _ = MIXERS[method](mode=mode, seed=0).mix_batch((x.clone(), ids.clone(), flat.clone()), (torch.arange(6),))
+    assert torch.equal(idm, (xm[:, :1] % 251).to(torch.uint8)) and torch.equal(flm, xm[:, 0])
+
+def test_integer_map_input_is_an_error_where_blended():
+    with pytest.raises(ValueError, match=r"input 1 is an integer map over the positions \(torch.uint8, shape \(6, 1, 20, 20\)\), which MixUp would blend"):
+        MixUp(seed=0).mix_batch((torch.rand(6, 3, 20, 20), torch.zeros(6, 1, 20, 20, dtype=torch.uint8)), (torch.arange(6),))

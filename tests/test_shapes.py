@@ -133,7 +133,7 @@ def test_mixup_on_a_table_still_works():
 def test_per_sample_switching_with_label_maps_is_an_error():
     "CutMixUp per sample blends some items and cuts others: a label map can't follow both, as for images"
     x = provenance_batch(8, 1, 12)
-    with pytest.raises(ValueError, match="can't mix segmentation masks; use mode='batch'"):
+    with pytest.raises(ValueError, match=r"can't mix segmentation masks \(integer label maps\); use mode='batch'"):
         for _ in range(5): CutMixUp(mode='sample', seed=0).mix_batch((x,), (label_map(x),))
 
 @pytest.mark.parametrize('method', ['mixup', 'cutmix', 'ricap'])

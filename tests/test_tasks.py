@@ -59,7 +59,7 @@ def test_segmentation_mixup_is_per_pixel_weighted_loss(seg_dls):
 
 def test_per_sample_cutmixup_refuses_masks(seg_dls):
     x, m = seg_dls.one_batch()
-    with pytest.raises(ValueError, match="can't mix segmentation masks; use mode='batch'"):
+    with pytest.raises(ValueError, match=r"can't mix segmentation masks \(integer label maps\); use mode='batch'"):
         CutMixUp(mode='sample', seed=0).mix_batch((x,), (m,))
     CutMixUp(mode='batch', seed=0).mix_batch((x,), (m,))
 
@@ -114,6 +114,8 @@ def test_cutmixup_per_sample_all_one_kind(switch_prob):
 def test_mixchoice_validates():
     with pytest.raises(ValueError, match='`probs` must have one probability per mixer'): MixChoice([MixUp(), CutMix()], [.5, .6])
     with pytest.raises(TypeError, match='`mixers` must be a non-empty list'): MixChoice(['cutmix'])
+    from fastai.callback.mixup import MixUp as FastaiMixUp  # fastai's own MixUp is a (fastai) MixHandler too: named
+    with pytest.raises(TypeError, match=r'\(fastai\.callback\.mixup\.MixUp is not\)'): MixChoice([FastaiMixUp(), CutMix()])
     with pytest.raises(ValueError, match='`switch_prob` must be in'): CutMixUp(switch_prob=1.5)
 
 def test_mixchoice_ricap_and_cutmix_pad_weights():
@@ -175,3 +177,14 @@ def test_y_int_losses_in_training(lf, cls):
     learn = synth_learner(cbs=[cls(seed=0), Check()], loss_func=lf)
     learn.fit(1, 1e-2)
     assert got and max(got) < 1e-5
+
+def test_integer_regression_targets_are_blended():
+    "Integer targets of a fastai loss that does not take class indices (`MSELossFlat`: no `y_int`) are values (counts): blended"
+    from fastmix.core import _y_int
+    x, y = torch.randn(8, 3, 6, 6), torch.randint(0, 100, (8,))
+    mix, _, (ym,) = MixUp(seed=0).mix_batch((x.clone(),), (y,), y_int=_y_int(MSELossFlat()))
+    assert mix.in_loss == (False,) and ym.is_floating_point()
+    torch.testing.assert_close(ym, sum(mix.weights[:, k] * y[mix.idx[k]].float() for k in range(mix.K)))
+    for lf in (CrossEntropyLossFlat(), nn.CrossEntropyLoss()):  # indices by the loss's word, or (plain torch) by their dtype
+        mix, _, (yc,) = MixUp(seed=0).mix_batch((x.clone(),), (y,), y_int=_y_int(lf))
+        assert mix.in_loss == (True,) and yc is y
