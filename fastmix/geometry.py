@@ -481,7 +481,7 @@ class TilePaste(Paste):
             # the narrow piece lies in the first n columns of left-narrow images, in the last n of the others:
             # one view holds both ranges (they never overlap), so one masked blend writes them all
             ends = rows.as_strided((*rows.shape[:-1], 2, n), (*rows.stride()[:-1], L - n, 1))
-            _select(mask, ends, pieces, ends, (ends, pieces))
+            _select(mask, ends, pieces, ends, () if inplace else (ends, pieces))  # (in place: as `lerp_partners`)
         if inplace: scratch.adopt('out', t)
         return res
 
