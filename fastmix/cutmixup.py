@@ -32,7 +32,7 @@ class Select:
     def apply(self, t:Tensor, inplace:bool=False, scratch=None)->Tensor:
         w = self.lerp_weight(t, scratch)
         # every choice moves the image toward one partner (MixUp, CutMix, FMix): one gather, one lerp
-        if w is not None: return lerp_partners(t, self.partner, w, inplace, scratch)
+        if w is not None: return lerp_partners(t, self.partner, w, inplace, scratch, binary=self.cuts is True)
         out = None
         for g, m in zip(self.geoms, self.picked):
             if g is None: continue

@@ -183,14 +183,14 @@ def _finite(t:Tensor)->bool:
     "Are all values of CPU tensor `t` finite? One sum: it is finite only if every value is (an overflow just says no)"
     return math.isfinite(t.sum(dtype=torch.float32))
 
-def _select(m:Tensor, a:Tensor, b:Tensor, out:Tensor, check:tuple)->Tensor:
-    "`lerp(a, b, m)` into `out` (which may be `a`): for a 0/1 mask `m`, `b` where it is 1 and `a` where 0, exactly, inf and NaN too when `check` (tensors holding every value of `a` and `b`) says so"
-    if not a.is_floating_point(): return torch.where(m.bool(), b, a, out=out)
+def _select(m:Tensor, a:Tensor, b:Tensor, out:Tensor, check:tuple=(), binary:bool=True)->Tensor:
+    "`lerp(a, b, m)` into `out` (which may be `a`): exactly `a` where `m` is 0 and `b` where 1, inf and NaN too unless `check` is empty on CPU"
     # `lerp` is exact at weights 0 and 1 except at inf and NaN (0·inf is NaN), and on CPU 4-6x faster than `where`:
-    # there it serves when the tensors of `check` are finite (one read of them); elsewhere nothing may wait on the device
-    if a.is_cpu and all(_finite(c) for c in check): return torch.lerp(a, b, m, out=out)
-    r = torch.where(m == 0, a, torch.where(m == 1, b, torch.lerp(a, b, m)))  # (blend weights between: lerp)
-    return out.copy_(r)
+    # there it serves when the tensors of `check` (holding every value of `a` and `b`) are finite: one read of them.
+    # Elsewhere nothing may wait on the device, and `where` costs as much as `lerp`
+    if a.is_floating_point() and a.is_cpu and all(_finite(c) for c in check): return torch.lerp(a, b, m, out=out)
+    if binary: return torch.where(m.bool(), b, a, out=out)  # `m` a 0/1 mask
+    return out.copy_(torch.where(m == 0, a, torch.where(m == 1, b, torch.lerp(a, b, m))))  # blend weights too
 
 def lerp_partners(
     t:Tensor, # the batch
@@ -198,12 +198,13 @@ def lerp_partners(
     w:Tensor, # the partner's weight, broadcastable to `t`: 0/1 masks (any dtype) or blend weights (floats)
     inplace:bool=False, # write into `t`
     scratch:Scratch=None, # where the gathered partners go
+    binary:bool=True, # `w` is a 0/1 mask (False: blend weights too, as a per-image choice with MixUp makes)
 )->Tensor:
     "`lerp(t, t[partner], w)`: the partners gathered whole, then one `lerp` (`where` for integer `t`): whole images move, no per-position indices"
     partners = take_images(t, partner, (scratch or _fresh)('partners', t))
     # in place, `t` is the step's input: a value that is not finite there makes its loss NaN whatever the mix, so it
     # gets no read pass to keep it exact (about a fifth of the mix at 224²); a new batch (a target map: depth with holes) does
-    return _select(w, t, partners, t if inplace else torch.empty_like(t), () if inplace else (t,))
+    return _select(w, t, partners, t if inplace else torch.empty_like(t), () if inplace else (t,), binary)
 
 # %% ../nbs/41_geometry.ipynb #172a1ea2
 def gather_pixels(t:Tensor, src:Tensor)->Tensor:
