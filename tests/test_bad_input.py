@@ -165,3 +165,8 @@ def test_hyper_parameters_set_later_are_checked(make, attr, bad, msg):
     with pytest.raises(ValueError, match=msg): setattr(cb, attr, bad)
     assert getattr(cb, attr) == old  # not set
     setattr(cb, attr, old)
+
+def test_categorical_codes_first_point_to_manifold():
+    "fastai's tabular batches start with int64 category codes: MixUp says they can't be blended and what mixes them"
+    with pytest.raises(TypeError, match=r"got dtype torch.int64: .*can't be blended: `ManifoldMixUp` mixes their embeddings"):
+        MixUp(seed=0).mix_batch((torch.randint(0, 5, (8, 3)), torch.randn(8, 4)), (torch.arange(8),))

@@ -378,3 +378,10 @@ def test_nested_choices_repeat_with_one_seed_and_follow_the_fit(mode):
     learn = synth_learner(cbs=make())
     with learn.no_bar(), learn.no_logging(): learn.fit(2, 1e-3)
     assert len(seen) > 4 and max(seen) > .5  # the inner CutMix's α was read along the fit (not stuck at 0)
+
+def test_fmix_large_decay_stays_noise():
+    "A large δ (accepted: any finite δ ≥ 0) overflowed float32 in 1/f^δ: the noise went inf/NaN and the mask a fixed top band"
+    noise = fourier_noise(np.random.default_rng(0), 4, 224, 224, decay=20.)
+    assert np.isfinite(noise).all()
+    m = top_mask(noise, np.full(4, 224 * 224 // 2))
+    assert not all((mi == m[0]).all() for mi in m[1:])  # each image its own mask, not one band
