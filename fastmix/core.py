@@ -15,7 +15,7 @@ from fastai.callback.mixup import MixHandler as _FastaiMix
 from .geometry import to_device, own_memory, Scratch, Blend
 
 # %% auto #0
-__all__ = ['Mix', 'check_number', 'check_range', 'mixed_loss', 'MixHandler']
+__all__ = ['Mix', 'check_number', 'check_range', 'mixed_loss', 'positive', 'MixHandler']
 
 # %% ../nbs/40_core.ipynb #5caab126
 @dataclass
@@ -153,6 +153,10 @@ def _y_int(lf)->bool|None:
     "Does loss `lf` take class indices? fastai's losses say (`y_int`; without it their targets are values); others: None, not known"
     return getattr(lf, 'y_int', False if isinstance(lf, BaseLoss) else None)
 
+def positive(name:str):
+    "The check of hyper-parameter `name`, a number > 0 or a schedule (α, β), for a mixer's `checks`"
+    return lambda v: check_number(name, v, 0, lo_open=True)
+
 def _is_labels(y)->bool: return isinstance(y, Tensor) and y.ndim == 1 and not y.is_floating_point()  # (B,) class indices
 
 def _is_spatial(t, sp:tuple)->bool:
@@ -189,7 +193,7 @@ class MixHandler(Callback):
         self.seed = random.getrandbits(63) if seed is None else seed
         rank = rank_distrib()
         self.rng = np.random.default_rng(self.seed if rank == 0 else [self.seed, rank])
-        self.hidden_yb = self.ahead = self.ahead_key = None
+        self.hidden_yb = self.ahead = self.ahead_key = self.rng_back = None
         self.reads_schedule = False  # set once a hyper-parameter turns out to be a schedule: no drawing ahead
 
     def __setattr__(self, name, value):
@@ -235,9 +239,9 @@ class MixHandler(Callback):
         return True
 
     def follows(self, t, x, sp)->bool:
-        "Does input `t` get the geometry? Float maps over the positions `sp` of `x` ((B, *sp) or (B, C', *sp)); for flat batches, tensors shaped like `x`"
-        if not isinstance(t, Tensor) or not t.is_floating_point(): return False
-        return _is_spatial(t, sp) if sp else t.shape == x.shape
+        "Does input `t` get the geometry? While the input is mixed (`at_input`): maps over the positions `sp` of `x` ((B, *sp) or (B, C', *sp)); for flat batches, float tensors shaped like `x`"
+        if not (self.at_input and isinstance(t, Tensor)): return False
+        return _is_spatial(t, sp) if sp else t.is_floating_point() and t.shape == x.shape
 
     def can_overwrite(self, t)->bool:
         "In training, mix in place when `t` is a batch of its own (all of its memory, not part of a graph)"
@@ -298,8 +302,7 @@ class MixHandler(Callback):
         xb:tuple, yb:tuple, # The batch
         inplace:bool=False, # Write into the batch's tensors where they are its own (the training path)
         ahead:int=0, # In a fit, the batches left in the epoch: their mixes may be drawn now, ahead (`next_mix`)
-        y_int:bool=None, # The loss takes class indices (fastai's `y_int`): a float target is an error; False: integer targets are
-                         # values to blend (counts); None (not known): integer targets are class indices
+        y_int:bool=None, # Does the loss take class indices (fastai's `y_int`)? False: integer targets are values, blended; None: not known, indices
     ):
         "Draw a mix for `(xb, yb)` and return `(mix, xb, yb)` mixed; `mix` is None when nothing is mixed"
         x = xb[0]
@@ -324,8 +327,8 @@ class MixHandler(Callback):
         sp = _space(x)
         app = lambda t, inplace=False: self.apply_geom(mix, t, inplace)
         def input_(i, t):
-            if self.follows(t, x, sp): return app(t, inplace)
-            if not (self.at_input and _is_spatial(t, sp)): return t  # not a map over the positions, or a hidden layer is mixed
+            if not self.follows(t, x, sp): return t
+            if t.is_floating_point(): return app(t, inplace)
             if mix.geom.cuts: return app(t)  # an integer map (ids, a mask as input): cut like the pixels
             raise ValueError(f"input {i} is an integer map over the positions ({t.dtype}, shape {tuple(t.shape)}), which "
                              f"{type(self).__name__} would blend: make it float, or mix it with a cutting mixer")
@@ -389,5 +392,5 @@ class MixHandler(Callback):
         self.mix = self.hidden_yb = None
     def after_fit(self):
         self.mix = self.ahead = None; self.scratch.clear()
-        if getattr(self, 'rng_back', None) is not None: self.rng.bit_generator.state, self.rng_back = self.rng_back, None
+        if self.rng_back is not None: self.rng.bit_generator.state, self.rng_back = self.rng_back, None
     def __getstate__(self): return {**self.__dict__, 'mix': None, 'hidden_yb': None, 'ahead': None, 'scratch': Scratch()}  # neither is worth saving

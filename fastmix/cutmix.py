@@ -30,7 +30,7 @@ def minmax_boxes(
 class CutMix(MixHandler):
     "CutMix: paste a box holding a `1−λ` share of the pixels from `x[π]`, label weights the exact shares (https://arxiv.org/abs/1905.04899)"
     space_dims = (1, 2, 3)  # signals, images and volumes
-    checks = {**MixHandler.checks, 'alpha': lambda v: check_number('alpha', v, 0, lo_open=True), 'minmax': lambda v: None if v is None else check_range('minmax', v)}
+    checks = {**MixHandler.checks, 'alpha': positive('alpha'), 'minmax': lambda v: None if v is None else check_range('minmax', v)}
     @delegates(MixHandler.__init__)
     def __init__(self,
         alpha:float=1., # α of Beta(α, α); a number or a schedule of training progress

@@ -30,7 +30,7 @@ class Select:
         self.cuts = cuts.pop() if len(cuts) == 1 else None  # None: some blend, some cut
 
     def apply(self, t:Tensor, inplace:bool=False, scratch=None)->Tensor:
-        w = self.lerp_weight(t, scratch)
+        w = self.lerp_weight(t)
         # every choice moves the image toward one partner (MixUp, CutMix, FMix): one gather, one lerp
         if w is not None: return lerp_partners(t, self.partner, w, inplace, scratch, binary=self.cuts is True)
         out = None
@@ -68,8 +68,8 @@ class MixChoice(MixHandler):
         **kwargs # `p`, `mode`, `seed`, `off_epochs`, `off_pct` of `MixHandler`
     ):
         super().__init__(**kwargs)
-        if not isinstance(mixers, (list, tuple)) or not mixers or not all(isinstance(m, MixHandler) for m in mixers):
-            bad = [m for m in mixers if not isinstance(m, MixHandler)] if isinstance(mixers, (list, tuple)) else []
+        bad = [m for m in mixers if not isinstance(m, MixHandler)] if isinstance(mixers, (list, tuple)) else None
+        if bad != [] or not mixers:  # (not a list, a foreign item, or empty)
             which = f" ({', '.join(f'{type(m).__module__}.{type(m).__name__}' for m in bad)} is not)" if bad else ''
             raise TypeError(f"`mixers` must be a non-empty list of fastmix mixers (MixHandler callbacks){which}, got {mixers!r}")
         if any(not m.choosable for m in mixers):

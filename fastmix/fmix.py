@@ -57,7 +57,7 @@ def top_mask(
 # %% ../nbs/06_fmix.ipynb #0870fd9a
 class FMix(MixHandler):
     "FMix: the partner `x[π]`'s pixels where low-frequency Fourier noise is in its top `1−λ` share; weights the exact shares (https://arxiv.org/abs/2002.12047)"
-    checks = {**MixHandler.checks, 'alpha': lambda v: check_number('alpha', v, 0, lo_open=True), 'decay': lambda v: check_number('decay', v, 0, sched_ok=False)}
+    checks = {**MixHandler.checks, 'alpha': positive('alpha'), 'decay': lambda v: check_number('decay', v, 0, sched_ok=False)}
     @delegates(MixHandler.__init__)
     def __init__(self,
         alpha:float=1., # α of Beta(α, α); a number or a schedule of training progress

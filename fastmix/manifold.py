@@ -141,7 +141,6 @@ class ManifoldMixUp(MixUp):
     choosable = False  # it mixes a layer through its own events (hooks), which `MixChoice` does not run
     @property
     def mixes_input(self)->bool: return self.include_input or self.mixed_at is None  # so a non-float input fails at once
-    def follows(self, t, x, sp)->bool: return self.at_input and super().follows(t, x, sp)
 
     def blend(self, module:nn.Module, out:Tensor)->Tensor:
         "`out`, the output of the chosen module, blended by the current mix"

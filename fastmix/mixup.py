@@ -18,7 +18,7 @@ __all__ = ['MixUp']
 class MixUp(MixHandler):
     "MixUp: `x̃ = λ·x + (1−λ)·x[π]`, `λ ~ Beta(α, α)`, labels weighted `(λ, 1−λ)` (https://arxiv.org/abs/1710.09412)"
     image_only = False
-    checks = {**MixHandler.checks, 'alpha': lambda v: check_number('alpha', v, 0, lo_open=True)}
+    checks = {**MixHandler.checks, 'alpha': positive('alpha')}
     @delegates(MixHandler.__init__)
     def __init__(self,
         alpha:float=0.4, # α of Beta(α, α); a number or a schedule of training progress

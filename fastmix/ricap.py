@@ -18,7 +18,7 @@ __all__ = ['RICAP']
 class RICAP(MixHandler):
     "RICAP: four crops from four images tile the output (two segments, eight blocks), label weights the tile areas (https://arxiv.org/abs/1811.09030)"
     space_dims = (1, 2, 3)  # signals, images and volumes
-    checks = {**MixHandler.checks, 'beta': lambda v: check_number('beta', v, 0, lo_open=True)}
+    checks = {**MixHandler.checks, 'beta': positive('beta')}
     @delegates(MixHandler.__init__)
     def __init__(self,
         beta:float=0.3, # β of Beta(β, β) for the boundary point; a number or a schedule of training progress
