@@ -69,6 +69,11 @@ def _plain_ce(lf, pred):
     if not (isinstance(f, nn.CrossEntropyLoss) and f.weight is None and f.label_smoothing == 0): return None
     return f if pred.ndim == 2 or getattr(lf, 'axis', 1) % pred.ndim == 1 else None
 
+def _ls_of(lf):
+    "fastai's `LabelSmoothingCrossEntropy` behind `lf` if it has class weights (its mean then has two divisors), else None"
+    f = getattr(lf, 'func', lf)
+    return f if isinstance(f, LabelSmoothingCrossEntropy) and f.weight is not None else None
+
 def _target_weight(f, y:Tensor)->Tensor:
     "How much each target of `y` counts in `f`'s mean: its class weight (1 without), 0 if ignored"
     ok = y != f.ignore_index
@@ -107,6 +112,11 @@ def mixed_loss(
         ybs = [(y,) for y in ybs.unbind(1)]
     if ce is not None and all(len(yb) == 1 and yb[0].shape == ys for yb in ybs):
         return _mixed_ce(pred, torch.stack([yb[0] for yb in ybs], 1), weights, ce.ignore_index, red)
+    if red == 'mean' and one and (f := _ls_of(lf)) is not None:
+        # ε/c times the mean of a term no target changes, plus (1 − ε) times the class-weighted NLL, mixed per source as cross-entropy is
+        ax = getattr(lf, 'axis', 1) % pred.ndim
+        lp = torch.log_softmax(_plain(pred), ax)
+        return -lp.sum(ax).mean() * f.eps / pred.shape[ax] + (1 - f.eps) * mixed_loss(nn.NLLLoss(f.weight), lp.movedim(ax, 1), ybs, weights)
     try:
         with NoneReduce(lf) as nlf: terms = [(l := nlf(pred, *yb).reshape(bs, -1)) * weights[:, k, None].to(pred.dtype if one else l.dtype) for k, yb in enumerate(ybs)]
     except TypeError as e:
@@ -139,7 +149,9 @@ def _loop_only(xb:tuple)->bool:
     "Are the input tensors of `xb` (fastai's `learn.xb`) held by fastai's training loop alone? Then they are the step's own"
     # the loop holds each in the batch it yielded and in `xb`; a DataLoader over batches its dataset keeps, or a callback
     # that kept the batch, holds one more, of the tensor or of the whole tensor a `TensorImage` views: never written.
-    # (Reference counts, not storage use counts: those cost a few µs a batch, as much as a small mix)
+    # (Reference counts, not storage use counts: those cost a few µs a batch, as much as a small mix). A callback that kept
+    # `learn.xb` itself holds the tuple: the learner, this frame and `getrefcount`'s argument are three
+    if sys.getrefcount(xb) > 3: return False
     for t in xb:
         if isinstance(t, Tensor) and (sys.getrefcount(t) > 5 or (b := t._base) is not None and sys.getrefcount(b) > 3): return False
     return True
@@ -370,7 +382,8 @@ class MixHandler(Callback):
         if (self.off_epochs or self.off_pct) and not self.mixing_now(): return
         learn = self.learn
         ahead = getattr(learn, 'n_iter', 1) - getattr(learn, 'iter', 0)
-        mix, xb, yb = self.mix_batch(learn.xb, learn.yb, _loop_only(learn.xb), ahead, _y_int(learn.loss_func))
+        own = _loop_only(learn.xb)  # (first: an argument waiting for a call would count as a holder)
+        mix, xb, yb = self.mix_batch(learn.xb, learn.yb, own, ahead, _y_int(learn.loss_func))
         if mix is not None: self.mix, learn.xb, learn.yb = mix, xb, yb
 
     def after_pred(self):

@@ -202,8 +202,9 @@ def lerp_partners(
 )->Tensor:
     "`lerp(t, t[partner], w)`: the partners gathered whole, then one `lerp` (`where` for integer `t`): whole images move, no per-position indices"
     partners = take_images(t, partner, (scratch or _fresh)('partners', t))
-    # in place, `t` is the step's input: a value that is not finite there makes its loss NaN whatever the mix, so it
-    # gets no read pass to keep it exact (about a fifth of the mix at 224²); a new batch (a target map: depth with holes) does
+    # in place, `t` is the step's input, where a value that is not finite makes the loss NaN wherever the mix keeps it:
+    # no read pass (a fifth to a third of the mix at 224²) keeps it exact where a cut drops it. A new batch (a target map:
+    # depth with holes) gets one
     return _select(w, t, partners, t if inplace else torch.empty_like(t), () if inplace else (t,), binary)
 
 # %% ../nbs/41_geometry.ipynb #172a1ea2
@@ -580,16 +581,22 @@ class MaskPaste:
         return np.broadcast_to(np.array([0, h, 0, w, 0, 0]), (n, 2, 6))
 
 # %% ../nbs/41_geometry.ipynb #883b938e
-@functools.lru_cache(maxsize=64)
-def _sample_table(n:int, bilinear:bool, dtype:type)->tuple:
-    "`sample_points` for every output size 0…n, computed once per input size"
-    o, f = np.arange(n + 1), np.dtype(dtype).type
+def _sample_rows(n:int, o:np.ndarray, bilinear:bool, dtype:type)->tuple:
+    "`sample_points` for the output sizes `o` (m,) along an axis of `n`"
+    f = np.dtype(dtype).type
     i, scale = np.arange(n, dtype=f), f(n) / np.maximum(o, 1).astype(f)[:, None]
     if not bilinear: return np.minimum(np.floor(i * scale).astype(np.int64), n - 1)[None], None, i < o[:, None]
     src = np.maximum(scale * (i + f(.5)) - f(.5), f(0))
     i0 = np.minimum(src.astype(np.int64), n - 1)
     lam = np.clip(src - i0.astype(f), f(0), f(1))
     return np.stack([i0, i0 + (i0 < n - 1)]), np.stack([1 - lam, lam]), i < o[:, None]
+
+_table_max = 512  # axes up to this size keep a table of every output size (a draw reads rows of it); it grows as n², so longer axes compute the sizes drawn
+
+@functools.lru_cache(maxsize=16)
+def _sample_table(n:int, bilinear:bool, dtype:type)->tuple:
+    "`sample_points` for every output size 0…n, computed once per input size"
+    return _sample_rows(n, np.arange(n + 1), bilinear, dtype)
 
 def sample_points(
     n:int, # input size along the axis
@@ -598,6 +605,7 @@ def sample_points(
     dtype:type=np.float32, # the precision F.interpolate computes in: float64 for float64 tensors, else float32
 )->tuple: # sources (T, m, n) int, weights (T, m, n) of `dtype` (None if nearest), which outputs exist (m, n) bool
     "Where `F.interpolate` samples output pixel `i < o` along an axis of `n`: 2 sources and weights (bilinear) or 1 (nearest)"
+    if n > _table_max: return _sample_rows(n, np.asarray(o), bilinear, dtype)
     s, w, v = _sample_table(n, bilinear, dtype)
     return s[:, o], None if w is None else w[:, o], v[o]
 
@@ -611,12 +619,17 @@ def box_samples(
     pos = np.arange(n)
     inside = (pos >= lo[:, None]) & (pos < hi[:, None])
     i = np.clip(pos - lo[:, None], 0, np.maximum(hi - lo - 1, 0)[:, None])  # outside the box: some point, never kept
+    if n > _table_max: return np.take_along_axis(_box_rows(n, hi - lo, bilinear, dtype), i, 1), inside
     return _box_table(n, bilinear, dtype)[(hi - lo)[:, None], i], inside
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=16)
 def _box_table(n:int, bilinear:bool, dtype:type)->np.ndarray:
     "(n+1, n) `box_samples` of a box `[0, o)` for every size `o`, made once per axis size (read only)"
-    s, w, _ = _sample_table(n, bilinear, dtype)
+    return _box_rows(n, np.arange(n + 1), bilinear, dtype)
+
+def _box_rows(n:int, o:np.ndarray, bilinear:bool, dtype:type)->np.ndarray:
+    "(m, n) `box_samples` of boxes `[0, o)` for the sizes `o` (m,)"
+    s, w, _ = _sample_rows(n, o, bilinear, dtype)
     if not bilinear: return s[0]
     return ((2 * (s[0] + w[1].astype(np.float64)) + 1) / n - 1).astype(dtype)  # i0 + λ, F.interpolate's source coordinate, in [−1, 1]
 

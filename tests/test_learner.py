@@ -111,6 +111,22 @@ def test_fresh_batches_are_mixed_in_place():
     before, after = (cb.ptrs for cb in learn.cbs if isinstance(cb, _Ptr))
     assert len(before) > 2 and after == before
 
+class _KeepXb(Callback):
+    "Keeps the tuple `learn.xb` itself (not its tensor) before the mixer runs, and a copy of what it held"
+    order = -1
+    def before_batch(self):
+        if self.learn.training: self.kept, self.copy = self.learn.xb, self.learn.xb[0].clone()
+    def after_pred(self):
+        if self.learn.training: self.same.append(torch.equal(self.kept[0], self.copy))
+
+@pytest.mark.parametrize('make', [lambda: MixUp(seed=0), lambda: CutMix(seed=0), lambda: FMix(seed=0, mode='sample')])
+def test_a_kept_xb_tuple_is_never_written(make):
+    "A callback that keeps `learn.xb` holds the batch through the tuple: the mix goes into new memory, and the kept batch is the original"
+    keep = _KeepXb(); keep.same = []
+    learn = synth_learner(cbs=[make(), keep])
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
+    assert len(keep.same) > 2 and all(keep.same)
+
 @pytest.mark.parametrize('kind', ['TensorImage', 'alias'])
 def test_kept_fastai_typed_batches_are_never_written(kind):
     "Stored `TensorImage` batches (views of a whole tensor), or fresh `TensorImage` aliases of tensors a dataset keeps"

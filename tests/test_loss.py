@@ -2,7 +2,7 @@
 import torch, pytest
 import torch.nn.functional as F
 from fastai.basics import *
-from fastai.losses import LabelSmoothingCrossEntropyFlat, FocalLossFlat
+from fastai.losses import LabelSmoothingCrossEntropy, LabelSmoothingCrossEntropyFlat, FocalLossFlat
 from fastmix.all import *
 from fastmix.core import *
 from fastmix.geometry import *
@@ -80,6 +80,31 @@ def test_weighted_and_ignored_targets_reduce_as_the_loss_does(name, seg):
     exp = sum((none(y).reshape(shape[0], -1) * w[:, k, None]).sum() / count(y).clamp_min(1e-30) for k, y in enumerate(ys))
     torch.testing.assert_close(mixed_loss(lf, pred, [(y,) for y in ys], w), exp)
     if ign: assert torch.isfinite(mixed_loss(lf, pred, [(torch.full_like(ya, 255),)] * 2, w))
+
+@pytest.mark.parametrize('seg', [False, True])
+@pytest.mark.parametrize('flat', [True, False])
+def test_label_smoothing_with_class_weights_reduces_as_the_loss_does(seg, flat):
+    "fastai's label-smoothing cross-entropy with class weights divides its smoothing term by the count and its NLL by the targets' weight: mixed, value and gradient as `lf` per source"
+    w_cls = torch.tensor([1., 4., 4., 2., .5])
+    if flat: lf = LabelSmoothingCrossEntropyFlat(eps=.2, weight=w_cls, axis=1 if seg else -1)
+    else: lf = LabelSmoothingCrossEntropy(eps=.2, weight=w_cls)
+    g = torch.Generator().manual_seed(5)
+    shape = (6, 5, 4, 3) if seg else (6, 5)
+    pred = torch.randn(*shape, generator=g)
+    ya, yb = (torch.randint(0, 5, (shape[0], *shape[2:]), generator=g) for _ in range(2))
+    one = torch.tensor([[1., 0.]]).expand(shape[0], 2)
+    torch.testing.assert_close(mixed_loss(lf, pred, [(ya,), (yb,)], one), lf(pred, ya))
+    p1, p2 = pred.clone().requires_grad_(), pred.clone().requires_grad_()
+    lam = torch.tensor([[.3, .7]]).expand(shape[0], 2)
+    ours, ref = mixed_loss(lf, p1, torch.stack([ya, yb], 1), lam), .3 * lf(p2, ya) + .7 * lf(p2, yb)
+    ours.backward(); ref.backward()
+    torch.testing.assert_close(ours, ref); torch.testing.assert_close(p1.grad, p2.grad)
+    # per sample: the smoothing term is the same for every source; the NLL mixed per source, over its targets' class weights
+    w = torch.rand(shape[0], 1, generator=g); w = torch.cat([w, 1 - w], 1)
+    lp = pred.log_softmax(1)
+    nll = sum((F.nll_loss(lp, y, weight=w_cls, reduction='none').reshape(shape[0], -1) * w[:, k, None]).sum() / w_cls[y].sum()
+              for k, y in enumerate((ya, yb)))
+    torch.testing.assert_close(mixed_loss(lf, pred, [(ya,), (yb,)], w), -lp.sum(1).mean() * .2 / 5 + .8 * nll)
 
 def test_fastai_tensor_types_without_cast_to_tensor():
     "Without fastai's `CastToTensor` the prediction and targets keep their fastai types: the mixed loss is the same"

@@ -193,7 +193,7 @@ def test_resizemix_low_precision(dtype):
     assert xm.dtype == dtype
     check_resizemix(x, xm, mix)
 
-@pytest.mark.parametrize('n', [1, 2, 7, 32, 224])
+@pytest.mark.parametrize('n', [1, 2, 7, 32, 224, 700])  # 700: longer than `_table_max`, its sizes computed as drawn
 def test_box_samples_are_interpolates_points(n):
     "`box_samples`: inside `[lo, hi)`, position `lo + i` reads where F.interpolate's output `i` of size `hi − lo` reads; the flags mark the box"
     rng = np.random.default_rng(n)
@@ -208,6 +208,23 @@ def test_box_samples_are_interpolates_points(n):
         src = F.interpolate(ramp, size=(1, o), mode='bilinear', align_corners=False)[0, 0, 0].numpy()
         np.testing.assert_allclose(((g[k, box] + 1) * n - 1) / 2, src, rtol=0, atol=1e-9)  # grid_sample's unnormalising
         assert (pick[k, box] == F.interpolate(ramp.float(), size=(1, o), mode='nearest')[0, 0, 0].long().numpy()).all()
+
+def test_long_axes_keep_no_table(monkeypatch):
+    "An axis longer than `_table_max` gets the sample points of the sizes drawn, the numbers the table would hold, without a table of n² entries"
+    import tracemalloc, fastmix.geometry as G
+    n, lo, hi = 300, np.array([0, 5, 100, 3, 299]), np.array([300, 9, 250, 3, 300])
+    for bil in (True, False):
+        with_table = box_samples(n, lo, hi, bil), sample_points(n, hi - lo, bil)
+        monkeypatch.setattr(G, '_table_max', n - 1)
+        without = box_samples(n, lo, hi, bil), sample_points(n, hi - lo, bil)
+        monkeypatch.undo()
+        for a, b in zip([*with_table[0], *with_table[1]], [*without[0], *without[1]]): assert (a is None and b is None) or np.array_equal(a, b)
+    x = torch.rand(2, 1, 1, 8000, generator=torch.Generator().manual_seed(0))
+    tracemalloc.start()
+    mix, (xm,), _ = ResizeMix(mode='sample', scale=(.5, .9), seed=1).mix_batch((x.clone(),), (torch.arange(2),))
+    peak = tracemalloc.get_traced_memory()[1]; tracemalloc.stop()
+    assert peak < 20e6, peak  # a table for 8,000 would take gigabytes
+    check_resizemix(x, xm, mix)
 
 # ---------------------------------------------------------------------------------------------------- CutMix box bounds
 @hyp
