@@ -69,6 +69,12 @@ def peak_extra_bytes(fn, arg, dev):
         run += nb; peak = max(peak, run)
     return peak
 
+def handed(fn):
+    """`fn` called on the batch taken out of a one-item list: the batch is then held by the call alone, as fastai's loop
+    hands it to the callbacks (fastmix mixes in place only a batch nothing else holds: the clone the runner keeps would
+    count as a holder)"""
+    return lambda box: fn(box.pop())
+
 def run_interleaved(contenders, make_args, arg_fn, reps, warmup, timer, after=None, budget_s=None, min_reps=10,
                     slow_ms=None):
     """Round-robin: every repetition calls every contender once, in a new random order; returns `fns, {name: [ns]}`.
@@ -76,6 +82,7 @@ def run_interleaved(contenders, make_args, arg_fn, reps, warmup, timer, after=No
     `slow_ms` stops after `min_reps` timed calls (it is far slower than the others: more calls would not change a
     verdict, and would not fit the time limit on a small machine)."""
     fns = {c.name: c.make(*make_args) for c in contenders}
+    calls = {n: handed(f) for n, f in fns.items()}
     times = {c.name: [] for c in contenders}
     warm = {c.name: [] for c in contenders}
     order = list(fns)
@@ -91,8 +98,8 @@ def run_interleaved(contenders, make_args, arg_fn, reps, warmup, timer, after=No
             rng.shuffle(order)
             for n in order:
                 if n in cap and len(times[n]) >= cap[n]: continue
-                a = arg_fn()
-                dt, out = timer(fns[n], a)
+                a = [arg_fn()]
+                dt, out = timer(calls[n], a)
                 if after is not None: after(n)
                 del out, a  # freed outside the timed region
                 (times if r >= warmup else warm)[n].append(dt)
@@ -120,7 +127,7 @@ def measure_mix(a, dev, timer, row, t_start):
                   f'({time.time() - t_start:.0f}s)', flush=True)
             peaks = {}
             if i == 0:  # allocation is the same at any thread count
-                for c in cs: peaks[c.name] = max(peak_extra_bytes(fns[c.name], base.clone(), dev) for _ in range(1 if a.quick else 3))
+                for c in cs: peaks[c.name] = max(peak_extra_bytes(handed(fns[c.name]), [base.clone()], dev) for _ in range(1 if a.quick else 3))
             for c in cs: row('mix', shape, thr, c, times[c.name], peaks.get(c.name))
             row('mix', shape, thr, clone_c, clone_ts)
             del fns
@@ -221,7 +228,7 @@ def measure_event(a, dev, timer, row, t_start, baseline=None):
                 if r > 3 and time.time() - t0 > a.budget: break
                 rng.shuffle(order)
                 for n in order:
-                    if n in calls: ts, cs_ = zip(*(_cpu_timed(timer, calls[n], xt.clone()) for _ in range(nb)))
+                    if n in calls: ts, cs_ = zip(*(_cpu_timed(timer, handed(calls[n]), [xt.clone()]) for _ in range(nb)))
                     else:
                         learn, cl = learners[n]; cl.ts, cl.cpu = [], []
                         with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
