@@ -15,7 +15,7 @@ from fastai.callback.mixup import MixHandler as _FastaiMix
 from .geometry import to_device, own_memory, Scratch, Blend
 
 # %% auto #0
-__all__ = ['Mix', 'check_number', 'check_range', 'mixed_loss', 'positive', 'MixHandler']
+__all__ = ['Mix', 'check_number', 'check_range', 'mixed_loss', 'positive', 'flag', 'MixHandler']
 
 # %% ../nbs/40_core.ipynb #5caab126
 @dataclass
@@ -169,6 +169,21 @@ def positive(name:str):
     "The check of hyper-parameter `name`, a number > 0 or a schedule (α, β), for a mixer's `checks`"
     return lambda v: check_number(name, v, 0, lo_open=True)
 
+def flag(name:str):
+    "The check of hyper-parameter `name`, a bool, for a mixer's `checks`"
+    def check(v):
+        if not isinstance(v, bool): raise TypeError(f"`{name}` must be a bool, got {v!r}")
+        return v
+    return check
+
+def _check_mode(v):
+    if v not in _modes: raise ValueError(f"`mode` must be one of {_modes}, got {v!r}")
+    return v
+
+def _check_off_epochs(v):
+    if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < 0: raise ValueError(f"`off_epochs` must be an int >= 0, got {v!r}")
+    return v
+
 def _is_labels(y)->bool: return isinstance(y, Tensor) and y.ndim == 1 and not y.is_floating_point()  # (B,) class indices
 
 def _is_spatial(t, sp:tuple)->bool:
@@ -184,7 +199,8 @@ class MixHandler(Callback):
     mixes_input = True  # False while a subclass mixes something other than the input batch (whose dtype is then free)
     choosable = True  # `MixChoice` can draw its mixes; False for a mixer that works through its own events (hooks)
     # hyper-parameter -> its check, run whenever it is set: in the constructor, or later (`cb.p = 0.`); subclasses add theirs
-    checks = {'p': lambda v: check_number('p', v, 0, 1), 'off_pct': lambda v: check_number('off_pct', v, 0, 1, sched_ok=False)}
+    checks = {'p': lambda v: check_number('p', v, 0, 1), 'mode': _check_mode, 'off_epochs': _check_off_epochs,
+              'off_pct': lambda v: check_number('off_pct', v, 0, 1, sched_ok=False)}
     at_input = True  # the mix applies to the input batch (`ManifoldMixUp`: only when the input is the layer drawn)
     def __init__(self,
         p:float=1., # Probability that a batch (mode 'batch') or an image (mode 'sample') is mixed; number or schedule
@@ -194,12 +210,9 @@ class MixHandler(Callback):
         off_pct:float=0., # Don't mix during the last `off_pct` fraction of a fit
     ):
         self.p = p
-        if mode not in _modes: raise ValueError(f"`mode` must be one of {_modes}, got {mode!r}")
         if seed is not None and (not isinstance(seed, numbers.Integral) or isinstance(seed, bool)):
             raise TypeError(f"`seed` must be an int or None, got {seed!r}")
         if seed is not None and seed < 0: raise ValueError(f"`seed` must be an int >= 0 or None, got {seed!r}")
-        if not isinstance(off_epochs, numbers.Integral) or isinstance(off_epochs, bool) or off_epochs < 0:
-            raise ValueError(f"`off_epochs` must be an int >= 0, got {off_epochs!r}")
         self.off_pct = off_pct
         self.mode,self.off_epochs,self.mix,self.scratch = mode,off_epochs,None,Scratch()
         self.seed = random.getrandbits(63) if seed is None else seed

@@ -63,7 +63,7 @@ class MixChoice(MixHandler):
     "Each batch (mode 'batch') or image (mode 'sample') is mixed by one of `mixers`, chosen with `probs`"
     @delegates(MixHandler.__init__)
     def __init__(self,
-        mixers:list, # The mixers to choose from (`MixHandler`s); their own `p`, `mode` and `seed` are ignored
+        mixers:list, # The mixers to choose from (`MixHandler`s); their own `p`, `mode`, `seed`, `off_epochs` and `off_pct` are ignored
         probs:list=None, # Probability of each mixer; equal by default
         **kwargs # `p`, `mode`, `seed`, `off_epochs`, `off_pct` of `MixHandler`
     ):
@@ -122,7 +122,7 @@ class CutMixUp(MixChoice):
     "CutMix with probability `switch_prob`, else MixUp, per batch or per image (https://arxiv.org/abs/1905.04899, https://arxiv.org/abs/1710.09412)"
     @delegates(MixHandler.__init__)
     def __init__(self,
-        mixup_alpha:float=0.8, # MixUp's α (timm's default)
+        mixup_alpha:float=0.8, # MixUp's α (the DeiT recipe's, with timm)
         cutmix_alpha:float=1., # CutMix's α
         switch_prob:float=0.5, # Probability of CutMix rather than MixUp
         **kwargs # `p`, `mode`, `seed`, `off_epochs`, `off_pct` of `MixHandler`

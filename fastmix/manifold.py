@@ -22,10 +22,10 @@ def default_modules(model:nn.Module)->list:
     kids = list(m.children())
     while len(kids) == 1: kids = list(kids[0].children())  # a wrapper around one model
     # fastai's `vision_learner` layout, `Sequential(body, head)`: the body's blocks; else all but the output layer
-    if len(kids) == 2 and all(isinstance(k, nn.Sequential) for k in kids): kids = list(kids[0].children())
-    else: kids = kids[:-1]
+    body = len(kids) == 2 and all(isinstance(k, nn.Sequential) for k in kids)
     # a `ModuleList` or `ModuleDict` (fastai's tabular `embeds`) is a container the model indexes, never calls: no output to mix
-    return [k for k in kids if next(k.parameters(), None) is not None and not isinstance(k, (nn.ModuleList, nn.ModuleDict))]
+    held = [k for k in (kids[0].children() if body else kids) if next(k.parameters(), None) is not None and not isinstance(k, (nn.ModuleList, nn.ModuleDict))]
+    return held if body else held[:-1]  # the last that holds parameters is the output layer (a softmax after it holds none)
 
 # %% ../nbs/12_manifold.ipynb #fc92ab17
 class _Inert:
@@ -122,6 +122,8 @@ def _resolve(model:nn.Module, modules:list|None, include_input:bool)->list:
 # %% ../nbs/12_manifold.ipynb #b6f69af8
 class ManifoldMixUp(MixUp):
     "Manifold MixUp: MixUp of the activations of a layer drawn each batch (or of the input), labels weighted `(λ, 1−λ)` (https://arxiv.org/abs/1806.05236)"
+    checks = {**MixUp.checks, 'include_input': flag('include_input')}
+    @delegates(MixHandler.__init__)
     def __init__(self,
         alpha:float=0.4, # α of Beta(α, α); a number or a schedule of training progress
         modules:list=None, # Modules (or their names in `model.named_modules()`) whose output may be mixed; None: `default_modules`
@@ -130,7 +132,6 @@ class ManifoldMixUp(MixUp):
         **kwargs # `p`, `mode`, `seed`, `off_epochs`, `off_pct` of `MixHandler`
     ):
         super().__init__(alpha=alpha, keep_dominant=keep_dominant, **kwargs)
-        if not isinstance(include_input, bool): raise TypeError(f"`include_input` must be a bool, got {include_input!r}")
         self.module_spec,self.include_input = _check_modules(modules),include_input
         self.choices,self.counts,self.mixed_at,self.hooks,self.new_fit = [],{},None,None,True
 

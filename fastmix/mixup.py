@@ -18,7 +18,7 @@ __all__ = ['MixUp']
 class MixUp(MixHandler):
     "MixUp: `x̃ = λ·x + (1−λ)·x[π]`, `λ ~ Beta(α, α)`, labels weighted `(λ, 1−λ)` (https://arxiv.org/abs/1710.09412)"
     image_only = False
-    checks = {**MixHandler.checks, 'alpha': positive('alpha')}
+    checks = {**MixHandler.checks, 'alpha': positive('alpha'), 'keep_dominant': flag('keep_dominant')}
     @delegates(MixHandler.__init__)
     def __init__(self,
         alpha:float=0.4, # α of Beta(α, α); a number or a schedule of training progress
@@ -26,9 +26,7 @@ class MixUp(MixHandler):
         **kwargs # `p`, `mode`, `seed`, `off_epochs`, `off_pct` of `MixHandler`
     ):
         super().__init__(**kwargs)
-        self.alpha = alpha
-        if not isinstance(keep_dominant, bool): raise TypeError(f"`keep_dominant` must be a bool, got {keep_dominant!r}")
-        self.keep_dominant = keep_dominant
+        self.alpha,self.keep_dominant = alpha,keep_dominant
 
     def draw(self, x, on):
         bs = x.shape[0]

@@ -81,8 +81,8 @@ def show_mix(
     dls:DataLoaders, # Where the training batch comes from (decoding and class names too)
     n:int=9, # How many images
     ncols:int=3, # Images per row
-    panels:bool=False, # Add the partner image and the difference (mixed − original) beside each image
-    figsize:tuple=None, # Figure size; by default 3 inches per image
+    panels:bool=False, # Add the partner image and the difference beside each image (|mixed − main source|, scaled to its maximum)
+    figsize:tuple=None, # Figure size; by default 3 × 3.2 inches per panel
     path:str|Path=None, # Save the figure to this PNG
     title:str=None, # Figure title; by default the mixer's name
     batch:tuple=None, # The batch `(x, y)` to mix; by default a training batch of `dls`

@@ -165,6 +165,9 @@ def test_default_modules():
     m = net()
     assert default_modules(m) == [m[0], m[2], m[3]]
     assert default_modules(nn.Sequential(m)) == [m[0], m[2], m[3]]  # a wrapper around one model
+    # the output layer is the last child with parameters, also when a softmax follows it: logits are never mixed
+    out = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3), nn.LogSoftmax(1))
+    assert default_modules(out) == [out[0], out[2]]
 
 def test_hidden_layers_of_a_token_model():
     "The input batch may be anything (here token ids) when a hidden layer is mixed"
@@ -354,3 +357,8 @@ def test_default_modules_skip_containers_the_model_never_calls():
         learn = tabular_learner(dls, layers=[8], cbs=ManifoldMixUp(seed=seed))
         with learn.no_bar(), learn.no_logging(): learn.fit(1)
         assert np.isfinite(learn.recorder.losses[-1].item())
+
+def test_signature_shows_the_handlers_parameters():
+    "Its page's parameter table lists what it passes to `MixHandler` (`@delegates`), as every method's does"
+    import inspect
+    assert {'p', 'mode', 'seed', 'off_epochs', 'off_pct'} <= set(inspect.signature(ManifoldMixUp).parameters)
