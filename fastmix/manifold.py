@@ -20,12 +20,16 @@ def default_modules(model:nn.Module)->list:
     "The blocks `ManifoldMixUp` chooses from by default: the model's top-level children that hold parameters, but the last"
     m = getattr(model, 'module', model)  # inside `DistributedDataParallel`
     kids = list(m.children())
-    while len(kids) == 1: kids = list(kids[0].children())  # a wrapper around one model
-    # fastai's `vision_learner` layout, `Sequential(body, head)`: the body's blocks; else all but the output layer
-    body = len(kids) == 2 and all(isinstance(k, nn.Sequential) for k in kids)
-    # a `ModuleList` or `ModuleDict` (fastai's tabular `embeds`) is a container the model indexes, never calls: no output to mix
-    held = [k for k in (kids[0].children() if body else kids) if next(k.parameters(), None) is not None and not isinstance(k, (nn.ModuleList, nn.ModuleDict))]
-    return held if body else held[:-1]  # the last that holds parameters is the output layer (a softmax after it holds none)
+    # a wrapper around one model: its one child with parameters, beside steps without (a softmax, a cast to float)
+    while len(held := _blocks(kids)) == 1 and next(held[0].children(), None) is not None: kids = list(held[0].children())
+    # fastai's `vision_learner` layout, `Sequential(body, head)`: the body's blocks; else all but the output layer, the
+    # last that holds parameters (a softmax after it holds none)
+    if len(kids) == 2 and all(isinstance(k, nn.Sequential) for k in kids): return _blocks(kids[0].children())
+    return held[:-1]
+
+def _blocks(mods)->list:
+    "The modules of `mods` that hold parameters and that a model calls (a `ModuleList` or `ModuleDict`, as fastai's tabular `embeds`, it indexes)"
+    return [k for k in mods if next(k.parameters(), None) is not None and not isinstance(k, (nn.ModuleList, nn.ModuleDict))]
 
 # %% ../nbs/12_manifold.ipynb #fc92ab17
 class _Inert:

@@ -168,6 +168,9 @@ def test_default_modules():
     # the output layer is the last child with parameters, also when a softmax follows it: logits are never mixed
     out = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3), nn.LogSoftmax(1))
     assert default_modules(out) == [out[0], out[2]]
+    # a model wrapped with steps that hold no parameters (a cast, a softmax): the model's own blocks
+    assert default_modules(nn.Sequential(m, nn.Softmax(1))) == [m[0], m[2], m[3]]
+    assert default_modules(nn.Sequential(cnn, nn.Softmax(1))) == [body[0], body[1]] + body[4:]
 
 def test_hidden_layers_of_a_token_model():
     "The input batch may be anything (here token ids) when a hidden layer is mixed"
