@@ -79,6 +79,10 @@ def _target_weight(f, y:Tensor)->Tensor:
     ok = y != f.ignore_index
     return ok if f.weight is None else f.weight[y * ok] * ok
 
+def _acc(dtype)->torch.dtype:
+    "The dtype to sum values of `dtype` in: float32 at least (float16 sums and counts overflow past 65,504)"
+    return torch.promote_types(dtype, torch.float32)
+
 def _plain(t:Tensor)->Tensor:
     "`t` as a plain tensor: fastai's tensor types dispatch every op through Python, and two of them can't meet in one op"
     return t.as_subclass(Tensor) if isinstance(t, TensorBase) else t
@@ -87,7 +91,7 @@ def _mixed_ce(pred, Y, weights, ignore_index, red):
     "Cross-entropy mixed over the K sources of class indices `Y` (B, K, ...): one log-softmax, the K picked log-probabilities weighted"
     lsm, Y = torch.log_softmax(_plain(pred), 1), _plain(Y)  # (fastai's `CastToTensor` makes them plain in a fit, if it is there)
     ok = Y != ignore_index  # an ignored target adds nothing, as in `F.cross_entropy`
-    acc = torch.promote_types(lsm.dtype, torch.float32)  # float16 counts overflow past 65,504 targets
+    acc = _acc(lsm.dtype)
     picked = lsm.gather(1, Y * ok).to(acc)
     w = weights.to(acc).view(*weights.shape, *[1] * (Y.ndim - 2)).mul(ok)
     if red == 'none': return -(picked * w).sum(1).reshape(-1)
@@ -125,7 +129,7 @@ def mixed_loss(
                         f"weighted; it has no `reduction` argument ({e}): give it one, or use fastai's `CrossEntropyLossFlat`") from e
     if red == 'mean' and (f := _ce_of(lf)) is not None and all(len(yb) == 1 for yb in ybs):
         # class weights and ignored targets: each source's terms over its targets' total weight, as `lf` reduces one source
-        acc = torch.promote_types(terms[0].dtype, torch.float32)  # float16 sums overflow past 65,504 targets
+        acc = _acc(terms[0].dtype)
         return sum(t.sum(dtype=acc) / _target_weight(f, yb[0]).sum(dtype=acc).clamp_min(torch.finfo(acc).tiny) for t, yb in zip(terms, ybs))
     loss = sum(terms)
     return loss.mean() if red == 'mean' else loss.sum() if red == 'sum' else loss.view(-1)

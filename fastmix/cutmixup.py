@@ -128,7 +128,7 @@ class CutMixUp(MixChoice):
         **kwargs # `p`, `mode`, `seed`, `off_epochs`, `off_pct` of `MixHandler`
     ):
         switch_prob = check_number('switch_prob', switch_prob, 0, 1, sched_ok=False)
-        for name, a in (('mixup_alpha', mixup_alpha), ('cutmix_alpha', cutmix_alpha)): check_number(name, a, 0, lo_open=True)
+        for name, a in (('mixup_alpha', mixup_alpha), ('cutmix_alpha', cutmix_alpha)): positive(name)(a)  # (named as here, not `alpha`)
         # seeded so that building them leaves Python's `random` alone: `MixChoice` gives them its own generator
         mixers = [MixUp(mixup_alpha, seed=0), CutMix(cutmix_alpha, seed=0)]
         super().__init__(mixers, [1 - switch_prob, switch_prob], **kwargs)

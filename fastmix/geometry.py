@@ -629,7 +629,7 @@ def _box_table(n:int, bilinear:bool, dtype:type)->np.ndarray:
 
 def _box_rows(n:int, o:np.ndarray, bilinear:bool, dtype:type)->np.ndarray:
     "(m, n) `box_samples` of boxes `[0, o)` for the sizes `o` (m,)"
-    s, w, _ = _sample_rows(n, o, bilinear, dtype)
+    s, w, _ = sample_points(n, o, bilinear, dtype)
     if not bilinear: return s[0]
     return ((2 * (s[0] + w[1].astype(np.float64)) + 1) / n - 1).astype(dtype)  # i0 + λ, F.interpolate's source coordinate, in [−1, 1]
 
