@@ -23,6 +23,7 @@ def _methods(s, flag='--methods'):
     ms = [m.strip().lower() for m in s.split(',') if m.strip()]
     bad = [m for m in ms if m not in MIXERS]
     if bad or not ms: raise CLIError(f"{flag}: unknown method {', '.join(bad) or repr(s)}; choose from {', '.join(MIXERS)}")
+    if len(set(ms)) < len(ms): raise CLIError(f"{flag}: {next(m for m in ms if ms.count(m) > 1)} given twice")  # its runs would count as more seeds
     return ms
 
 def _positive(name, typ=int, zero_ok=False):
@@ -42,7 +43,7 @@ def _method(s):
 def _picture(out:str, n:int, dls)->Path:
     "The checked preview arguments: `--out` a file of a picture format, the data holding a batch of `--n` images"
     from matplotlib.backend_bases import FigureCanvasBase
-    out, kinds = Path(out), FigureCanvasBase.get_supported_filetypes()
+    out, kinds = Path(out), sorted(set(FigureCanvasBase.get_supported_filetypes()) - {'pgf'})  # (pgf needs LaTeX)
     if out.is_dir(): raise CLIError(f"--out: {out} is a folder; give the picture's file name, e.g. {out / 'preview.png'}")
     if not out.parent.is_dir(): raise CLIError(f"--out: no such folder: {out.parent}")
     if out.suffix.lower().lstrip('.') not in kinds: raise CLIError(f"--out must end in a picture format ({', '.join('.' + k for k in kinds)}), got {str(out)!r}")
@@ -62,7 +63,7 @@ def parser()->argparse.ArgumentParser:
     "The `fastmix` command line: `demo` and `preview`"
     from fastmix.mixers import MIXERS
     p = _Parser(prog='fastmix', description='Batch-mixing augmentation for fastai: demo and previews')
-    sub = p.add_subparsers(dest='cmd', required=True, parser_class=_Parser)
+    sub = p.add_subparsers(dest='cmd', required=True, parser_class=_Parser, metavar='{demo,preview}')
     d = sub.add_parser('demo', help='train a small CNN with the baseline and each mixer over several seeds; report and save pictures',
                        description='Train a small CNN on little data (MNIST, embedded) with no mixing and with each mixer, for every seed; '
                                    'print a table and one verdict per mixer, and write results.md, results.json and pictures into --out.')
@@ -112,7 +113,7 @@ def main(args=None)->int:
             show_mix(MIXERS[a.method](seed=a.seed, mode=a.mode), dls, n=a.n, panels=a.panels, path=out)
             print(f'wrote {out}')
         return 0
-    except CLIError as e:
+    except (CLIError, OSError) as e:  # OSError: a file that can't be read (a corrupt image) or written
         print(f'fastmix: error: {e}'.replace('\n', ' '), file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -83,6 +83,13 @@ def _acc(dtype)->torch.dtype:
     "The dtype to sum values of `dtype` in: float32 at least (float16 sums and counts overflow past 65,504)"
     return torch.promote_types(dtype, torch.float32)
 
+def _per_sample(l:Tensor, bs:int, lf)->Tensor:
+    "A loss computed with reduction='none' as (B, values per sample)"
+    if l.numel() == 0 or l.numel() % bs:
+        raise ValueError(f"the loss {lf!r} returned shape {tuple(l.shape)} with reduction='none', not values per sample of the batch "
+                         f"of {bs}: the mixed loss weighs each sample's loss, so the loss must honour `reduction`")
+    return l.reshape(bs, -1)
+
 def _plain(t:Tensor)->Tensor:
     "`t` as a plain tensor: fastai's tensor types dispatch every op through Python, and two of them can't meet in one op"
     return t.as_subclass(Tensor) if isinstance(t, TensorBase) else t
@@ -122,7 +129,7 @@ def mixed_loss(
         lp = torch.log_softmax(_plain(pred), ax)
         return -lp.sum(ax).mean() * f.eps / pred.shape[ax] + (1 - f.eps) * mixed_loss(nn.NLLLoss(f.weight), lp.movedim(ax, 1), ybs, weights)
     try:
-        with NoneReduce(lf) as nlf: terms = [(l := nlf(pred, *yb).reshape(bs, -1)) * weights[:, k, None].to(pred.dtype if one else l.dtype) for k, yb in enumerate(ybs)]
+        with NoneReduce(lf) as nlf: terms = [(l := _per_sample(nlf(pred, *yb), bs, lf)) * weights[:, k, None].to(pred.dtype if one else l.dtype) for k, yb in enumerate(ybs)]
     except TypeError as e:
         if 'reduction' not in str(e): raise
         raise TypeError(f"the targets are class indices, so the loss {lf!r} is computed per sample (reduction='none') and "
@@ -184,6 +191,12 @@ def _check_mode(v):
     if v not in _modes: raise ValueError(f"`mode` must be one of {_modes}, got {v!r}")
     return v
 
+def _check_seed(v):
+    "An int >= 0; None: one drawn from Python's `random` (which fastai's `set_seed` seeds)"
+    if v is not None and (not isinstance(v, numbers.Integral) or isinstance(v, bool)): raise TypeError(f"`seed` must be an int or None, got {v!r}")
+    if v is not None and v < 0: raise ValueError(f"`seed` must be an int >= 0 or None, got {v!r}")
+    return random.getrandbits(63) if v is None else v
+
 def _check_off_epochs(v):
     if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < 0: raise ValueError(f"`off_epochs` must be an int >= 0, got {v!r}")
     return v
@@ -204,8 +217,9 @@ class MixHandler(Callback):
     choosable = True  # `MixChoice` can draw its mixes; False for a mixer that works through its own events (hooks)
     # hyper-parameter -> its check, run whenever it is set: in the constructor, or later (`cb.p = 0.`); subclasses add theirs
     checks = {'p': lambda v: check_number('p', v, 0, 1), 'mode': _check_mode, 'off_epochs': _check_off_epochs,
-              'off_pct': lambda v: check_number('off_pct', v, 0, 1, sched_ok=False)}
+              'off_pct': lambda v: check_number('off_pct', v, 0, 1, sched_ok=False), 'seed': _check_seed}
     at_input = True  # the mix applies to the input batch (`ManifoldMixUp`: only when the input is the layer drawn)
+    switches_kind = False  # per image, some images may be blended and others cut (`MixChoice` of MixUp and a cutting mixer)
     def __init__(self,
         p:float=1., # Probability that a batch (mode 'batch') or an image (mode 'sample') is mixed; number or schedule
         mode:str='batch', # 'batch': one draw per batch; 'sample': one draw per image
@@ -214,14 +228,9 @@ class MixHandler(Callback):
         off_pct:float=0., # Don't mix during the last `off_pct` fraction of a fit
     ):
         self.p = p
-        if seed is not None and (not isinstance(seed, numbers.Integral) or isinstance(seed, bool)):
-            raise TypeError(f"`seed` must be an int or None, got {seed!r}")
-        if seed is not None and seed < 0: raise ValueError(f"`seed` must be an int >= 0 or None, got {seed!r}")
         self.off_pct = off_pct
         self.mode,self.off_epochs,self.mix,self.scratch = mode,off_epochs,None,Scratch()
-        self.seed = random.getrandbits(63) if seed is None else seed
-        rank = rank_distrib()
-        self.rng = np.random.default_rng(self.seed if rank == 0 else [self.seed, rank])
+        self.seed = seed  # (starts the generator: `reseed`)
         self.hidden_yb = self.ahead = self.ahead_key = self.rng_back = None
         self.reads_schedule = False  # set once a hyper-parameter turns out to be a schedule: no drawing ahead
 
@@ -231,9 +240,24 @@ class MixHandler(Callback):
         if name in _per_batch: return object.__setattr__(self, name, value)
         if (check := self.checks.get(name)) is not None: value = check(value)
         super().__setattr__(name, value)
+        if name == 'seed': self.reseed()
 
     @property
     def per_sample(self): return self.mode == 'sample'
+
+    def reseed(self):
+        "Start the generator from `seed`, at this process's stream (`own_stream`)"
+        self.rng, self.rng_rank = np.random.default_rng(self.seed), 0
+        self.own_stream()
+
+    def own_stream(self):
+        "Each process of a distributed fit draws its own stream: rank r's is rank 0's jumped r times (r·2¹²⁷ draws apart)"
+        # a mixer made in another process (rank `rng_rank`: a loaded export, a learner sent to spawned workers) holds that
+        # process's stream: jumped from there, by counts no two ranks share. In place: a `MixChoice`'s mixers share it
+        rank = rank_distrib()
+        if rank == self.rng_rank: return
+        bg = self.rng.bit_generator
+        bg.state, self.rng_rank = bg.jumped(rank + (rank < self.rng_rank)).state, rank
 
     # -- draws from the handler's generator (host side: nothing waits on the device)
     def value(self, v):
@@ -347,6 +371,21 @@ class MixHandler(Callback):
         r = mix.geom.apply(p, inplace=inplace and self.can_overwrite(t), scratch=self.scratch)
         return r if p is t else t if r is p else retain_type(r, t)
 
+    def check_maps(self, yb:tuple, sp:tuple):
+        "Errors for integer label maps (masks) the mixer can't carry, whatever a batch draws: blended for some images and cut for others, or cut at another size than the pixels"
+        for i, y in enumerate(yb):
+            if not isinstance(y, Tensor) or y.is_floating_point(): continue
+            if self.switches_kind and _is_spatial(y, sp):  # whatever this batch drew: a class can't be blended
+                raise ValueError(f"{type(self).__name__}: per-sample switching between blending (MixUp) and cutting "
+                                 "mixers can't mix segmentation masks (integer label maps); use mode='batch'")
+            # a map at another resolution (a model that predicts at a stride) has the images' aspect: it can't follow a cut
+            # (`image_only`: a mixer that may cut, `MixChoice`'s too)
+            m, d = y.shape[y.ndim-len(sp):], len(sp)
+            if self.image_only and d >= 2 and y.ndim in (d + 1, d + 2) and min(m) > 1 and m != sp and len({a / b for a, b in zip(m, sp)}) == 1:
+                raise ValueError(f"{type(self).__name__} cuts the images ({'×'.join(map(str, sp))}), but target {i} is an integer map of "
+                                 f"another size, shape {tuple(y.shape)}: its labels can't follow the cut. Give the masks the images' size, "
+                                 "or use MixUp, which leaves masks to the loss")
+
     def apply_mix(self, mix:Mix, x:Tensor, xb:tuple, yb:tuple, inplace:bool=False, y_int:bool=None)->tuple:
         "`(xb, yb)` mixed by `mix`, drawn for their first input `x`; `y_int` as `mix_batch` takes it"
         if len(xb) == 1 == len(yb) and _is_labels(yb[0]) and y_int is not False and self.at_input and x.is_floating_point():
@@ -364,9 +403,7 @@ class MixHandler(Callback):
         xb = tuple(input_(i, t) for i, t in enumerate(xb))
         # a target is cut like the pixels (masks), blended by weight (multi-hot, regression), or left to the loss
         cuts = mix.geom.cuts  # True: cut; False: blended; None: some images blended, some cut (a per-image choice)
-        if cuts is None and any(_is_spatial(y, sp) and not y.is_floating_point() for y in yb):  # a class can't be blended
-            raise ValueError(f"{type(self).__name__}: per-sample switching between blending (MixUp) and cutting "
-                             "mixers can't mix segmentation masks (integer label maps); use mode='batch'")
+        self.check_maps(yb, sp)
         # a map over the positions follows the pixels where some are cut: a float one is blended where its image is
         cut = [cuts is not False and _is_spatial(y, sp) for y in yb]
         # integer targets are class indices, left to the mixed loss, unless the loss says they are not (`y_int` False)
@@ -380,7 +417,7 @@ class MixHandler(Callback):
     # -- fastai events
     # the events read the learner's attributes through `learn`: `self.xb` would go through fastai's `GetAttr`
     def before_fit(self):
-        self.mix = self.hidden_yb = self.ahead = None; self.reads_schedule = False; self.check_alone()
+        self.mix = self.hidden_yb = self.ahead = None; self.reads_schedule = False; self.check_alone(); self.own_stream()
         # `lr_find` trains as the fit will (mixed), then puts the model back: the draws go back too, so a seeded fit after it draws as without it
         self.rng_back = self.rng.bit_generator.state if hasattr(self.learn, 'lr_finder') else None
     def before_epoch(self): self.ahead = None  # hyper-parameters set between epochs apply from the next one

@@ -67,7 +67,6 @@ class MixChoice(MixHandler):
         probs:list=None, # Probability of each mixer; equal by default
         **kwargs # `p`, `mode`, `seed`, `off_epochs`, `off_pct` of `MixHandler`
     ):
-        super().__init__(**kwargs)
         bad = [m for m in mixers if not isinstance(m, MixHandler)] if isinstance(mixers, (list, tuple)) else None
         if bad != [] or not mixers:  # (not a list, a foreign item, or empty)
             which = f" ({', '.join(f'{type(m).__module__}.{type(m).__name__}' for m in bad)} is not)" if bad else ''
@@ -81,10 +80,23 @@ class MixChoice(MixHandler):
         if len(probs) != len(mixers) or abs(sum(probs) - 1) > 1e-6:
             raise ValueError(f"`probs` must have one probability per mixer, summing to 1, got {probs!r}")
         self.mixers,self.probs = mixers,np.asarray(probs, dtype=np.float64)
+        super().__init__(**kwargs)  # (after `mixers`: seeding hands them the generator)
         self.image_only = any(m.image_only for m in mixers)
         # the shapes every cutting mixer among them can cut
         self.space_dims = tuple(sorted(set.intersection(*[set(m.space_dims) for m in mixers if m.image_only]))) if self.image_only else (1, 2, 3)
+
+    def reseed(self):
+        super().reseed()
         for m in self.under(): m.rng = self.rng  # one seed repeats the whole run
+
+    @property
+    def switches_kind(self)->bool:
+        "Per image, may some images be blended and others cut? (`image_only`: the mixers that cut)"
+        return self.per_sample and len(self.kinds()) > 1
+
+    def kinds(self)->set:
+        "Whether each mixer it may pick (probability > 0, through nested choices) cuts: {True}, {False} or both"
+        return {k for m, q in zip(self.mixers, self.probs) if q > 0 for k in (m.kinds() if isinstance(m, MixChoice) else {m.image_only})}
 
     def under(self):
         "Every mixer it chooses from, and through nested choices theirs"

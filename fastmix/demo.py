@@ -6,7 +6,7 @@ Docs: https://fastmix.github.io/fastmix/demo.html.md"""
 
 # %% ../nbs/31_demo.ipynb #1613bcb1
 from __future__ import annotations
-import contextlib, json, random, sys, time
+import contextlib, json, math, random, sys, time
 from pathlib import Path
 import numpy as np, torch
 from fastai.vision.all import *
@@ -50,11 +50,16 @@ def mnist_dls(n_train:int=1000, # training images, drawn from what the test set 
 def folder_dls(path, bs:int=64, size:int=64, seed:int=0)->DataLoaders:
     "DataLoaders of an image folder in ImageNet layout (`train/` and `val/` if present, else a 20 % split)"
     path = Path(path)
-    if not path.is_dir(): raise CLIError(f"--data: no such folder: {path}")
+    if not path.is_dir(): raise CLIError(f"--data: {'not a folder' if path.exists() else 'no such folder'}: {path}")
     if not get_image_files(path): raise CLIError(f"--data: no images found under {path}")
-    kw = dict(train='train', valid='val') if (path/'train').is_dir() and (path/'val').is_dir() else dict(valid_pct=.2)
-    return seed_batches(ImageDataLoaders.from_folder(path, bs=bs, seed=seed, item_tfms=Resize(size), num_workers=0,
-                                                     batch_tfms=Normalize.from_stats(*imagenet_stats), **kw), seed)
+    split = (path/'train').is_dir() and (path/'val').is_dir()
+    classes = lambda p: {c.name for c in p.iterdir() if c.is_dir()}
+    if split and (extra := sorted(classes(path/'val') - classes(path/'train'))): raise CLIError(f"--data: class {extra[0]!r} is in val/ but not in train/")
+    dls = ImageDataLoaders.from_folder(path, bs=bs, seed=seed, item_tfms=Resize(size), num_workers=0, batch_tfms=Normalize.from_stats(*imagenet_stats),
+                                       **(dict(train='train', valid='val') if split else dict(valid_pct=.2)))
+    # images straight in the folder, or one sub-folder: the folder's own name would be the only class
+    if len(dls.vocab) < 2: raise CLIError(f"--data: found {len(dls.vocab)} class ({', '.join(map(str, dls.vocab))}) in {path}; it needs one sub-folder of images per class, at least 2")
+    return seed_batches(dls, seed)
 
 def small_cnn(c_in:int, n_out:int)->nn.Module:
     "A small CNN: three strided conv layers, pooling, a linear head"
@@ -125,12 +130,13 @@ def train_run(dls:DataLoaders, # the data; its validation set is the test set
     with (contextlib.nullcontext() if tty else learn.no_bar()), (contextlib.nullcontext() if tty else learn.no_logging()):
         learn.fit_one_cycle(epochs, lr, cbs=[] if tty else [EpochLine(run)])
     secs = time.perf_counter() - t0
+    if not all(math.isfinite(v) for v in learn.recorder.values[-1][:2]): raise CLIError(f"{run} diverged (losses {learn.recorder.values[-1][:2]}): try a smaller --lr")
     curve = [float(v[2]) for v in learn.recorder.values]  # before `get_preds`, which clears them
     with learn.no_bar(): preds = learn.get_preds()
     return dict(method=method, seed=seed, **test_scores(*preds), epochs=epochs, seconds=secs), curve, preds
 
 # %% ../nbs/31_demo.ipynb #09194304
-def _ms(v, scale=1.): return f'{np.mean(v) * scale:.2f} ± {np.std(v, ddof=1) * scale if len(v) > 1 else 0:.2f}'
+def _ms(v, scale=1.): return f'{np.mean(v) * scale:.2f}' + (f' ± {np.std(v, ddof=1) * scale:.2f}' if len(v) > 1 else '')  # one run has no spread
 
 def results_table(rows:list)->str:
     "Markdown table: per method, test error, NLL and ECE as mean ± std over the seeds, and seconds per epoch"
@@ -153,7 +159,7 @@ def verdict(rows:list, method:str)->str:
         sd = f' ± {d.std(ddof=1):.2f}' if n > 1 else ''
         parts.append(f'{name} {d.mean():+.2f}{sd}{unit} (lower in {(d < 0).sum()}/{n})'.replace('-', '−'))
         if k == 'error': word = 'lower' if (d < 0).all() else 'higher' if (d > 0).all() else 'no consistent change in'
-    return f"{method} vs baseline over {n} seed{'s' * (n > 1)}: {', '.join(parts)} → {word} test error"
+    return f"{method} vs baseline over {n} seed{'s' * (n > 1)}: {', '.join(parts)} → {f'{word} test error' if n > 1 else 'no verdict from one seed'}"
 
 # %% ../nbs/31_demo.ipynb #875ea6f2
 def plot_errors(curves:dict, # method -> list over seeds of test error per epoch
@@ -194,11 +200,17 @@ def run_demo(methods=('mixup', 'cutmix', 'ricap'), # keys of `MIXERS`
              n_test:int=2000, # test images of the default data
             )->list:
     "Train the baseline and each mixer for every seed; print and write the report and pictures into `out`; return its rows"
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    out = Path(out)
+    if out.exists() and not out.is_dir(): raise CLIError(f"--out: {out} is a file; give a folder")
+    data_of = lambda seed: folder_dls(data, bs=bs, seed=seed) if data else mnist_dls(n_train, n_test, bs=bs, seed=seed)
+    dls = data_of(seeds[0])  # (bad data fails before anything is written)
+    if len(dls.train) == 0: raise CLIError(f"--bs {bs}: larger than the {len(dls.train_ds)} training images")
+    try: out.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise CLIError(f"--out: can't make the folder {out}: {e.strerror}")
     names = (['baseline'] if baseline else []) + list(methods)
     rows, curves, preds = [], {m: [] for m in names}, {m: [] for m in names}
-    for seed in seeds:
-        dls = folder_dls(data, bs=bs, seed=seed) if data else mnist_dls(n_train, n_test, bs=bs, seed=seed)
+    for i, seed in enumerate(seeds):
+        if i: dls = data_of(seed)
         for m in names:
             row, curve, p = train_run(dls, m, seed, epochs, lr, mode)
             rows.append(row); curves[m].append(curve); preds[m].append(p)
@@ -210,11 +222,11 @@ def run_demo(methods=('mixup', 'cutmix', 'ricap'), # keys of `MIXERS`
 def write_report(rows, names, curves, pooled, dls, out):
     "Print the table and verdicts; write `results.md`, `results.json`, the previews, the error curves and the reliability diagram"
     for m in names:  # one draw per image, whatever `mode` trains with: nine draws show what the mixer does better than one
-        if m != 'baseline': show_mix(MIXERS[m](seed=0, mode='sample'), dls, n=9, path=out/f'preview_{m}.png', title=f'{m}: nine draws'); plt.close('all')
+        if m != 'baseline': show_mix(MIXERS[m](seed=0, mode='sample'), dls, n=9, path=out/f'preview_{m}.png', title=f'{m}: one draw per image'); plt.close('all')
     plot_errors(curves, out/'test_error.png'); plot_reliability(pooled, path=out/'reliability.png'); plt.close('all')
     verdicts = [verdict(rows, m) for m in names if m != 'baseline'] if 'baseline' in names else []
     seeds = sorted({r['seed'] for r in rows})
-    head = f"{len(dls.train_ds)} training images, {len(dls.valid_ds)} test images, {rows[0]['epochs']} epochs, seeds {', '.join(map(str, seeds))}"
+    head = f"{len(dls.train_ds)} training images, {len(dls.valid_ds)} test images, {rows[0]['epochs']} epoch{'s' * (rows[0]['epochs'] > 1)}, seeds {', '.join(map(str, seeds))}"
     text = '\n'.join([head, '', results_table(rows), '', *verdicts])
     pics = ['test_error.png', 'reliability.png'] + [f'preview_{m}.png' for m in names if m != 'baseline']
     (out/'results.md').write_text(f'# fastmix demo\n\n{text}\n\n' + '\n'.join(f'![{p[:-4]}]({p})' for p in pics) + '\n')

@@ -168,6 +168,10 @@ class ManifoldMixUp(MixUp):
     def before_train(self):
         "Choices are found, and counts restarted, at a fit's first training epoch (`validate` runs `before_fit` too)"
         if not self.new_fit: return
+        if isinstance(self.learn.model, nn.DataParallel) and len(self.learn.model.device_ids) > 1:
+            raise ValueError("ManifoldMixUp can't mix inside `nn.DataParallel` on several GPUs: each GPU's copy of the model sees a "
+                             "slice of the batch, and an image's partner may be on another. Use distributed data parallel "
+                             "(fastai's `distrib_ctx`), where each process mixes its own batch")
         self.choices,self.new_fit = _resolve(self.learn.model, self.module_spec, self.include_input),False
         self.counts = {k: 0 for k, _ in self.choices}
     def before_batch(self):

@@ -16,11 +16,13 @@ __all__ = ['label_shares', 'shares_title', 'mixed_preview_batch', 'mix_owner', '
 
 # %% ../nbs/20_preview.ipynb #3007d14d
 def label_shares(mix:Mix|None, yb:tuple, vocab=None, top:int=4)->list:
-    "For each image, `[(label, share), ...]` largest first: from the mix's sources (class indices) or a mixed float target"
+    "For each image, `[(label, share), ...]` largest first: from the mix's sources (class indices) or a mixed float target (one value: `[('y = 1.91', None)]`)"
     y = yb[0]
     names = (lambda i: str(vocab[i])) if vocab is not None else str
     if y.is_floating_point():  # multi-hot or soft target, already mixed by weight
         y = y.reshape(len(y), -1)
+        # one value, not one class's probability (a vocabulary of one): a regression target
+        if y.shape[1] == 1 and (vocab is None or len(vocab) != 1): return [[(f'y = {float(v):.3g}', None)] for v in y.cpu()]
         return [[(names(int(i)), float(v)) for v, i in zip(*r.topk(min(top, r.numel()))) if v > 0] for r in y.float().cpu()]
     if mix is None: return [[(names(int(c)), 1.)] for c in y.cpu()]
     shares = []
@@ -34,7 +36,7 @@ def label_shares(mix:Mix|None, yb:tuple, vocab=None, top:int=4)->list:
 
 def shares_title(shares:list)->str:
     "`0.62 cat · 0.38 dog`"
-    return ' · '.join(f'{s:.2f} {n}' for n, s in shares)
+    return ' · '.join(n if s is None else f'{s:.2f} {n}' for n, s in shares)
 
 # %% ../nbs/20_preview.ipynb #3987cf2a
 def mixed_preview_batch(mixer:MixHandler, dls:DataLoaders, n:int=9, batch=None, tries:int=20):
@@ -55,9 +57,20 @@ def mixed_preview_batch(mixer:MixHandler, dls:DataLoaders, n:int=9, batch=None, 
 def _decode(dls, x):
     "Images as fastai shows them: decoded through the DataLoader's batch transforms, in [0, 1]"
     dec = dls.train.decode((x,))[0]
-    return dec.float().clamp(0, 1) if dec.is_floating_point() and dec.max() <= 1.5 else dec.float().clamp(0, 255) / 255
+    if not dec.is_floating_point(): return dec.float().clamp(0, 255) / 255
+    lo, hi = float(dec.min()), float(dec.max())
+    # [0, 1] or [0, 255] data (decoding may leave values a little below 0: clipped, as fastai shows them)
+    if lo > -.5: return dec.clamp(0, 1) if hi <= 1.5 else dec.clamp(0, 255) / 255
+    # still standardised (normalised by the dataset or a transform that doesn't decode): the batch's range, one scale for all
+    return (dec - lo) / max(hi - lo, 1e-8)
 
 # %% ../nbs/20_preview.ipynb #482f1bb3
+def _mask_title(mix, i:int)->str:
+    "What the mask drawn on image `i` is: cut with its pixels, or its own, which the loss weighs with the partner's (a blend)"
+    if mix is None: return 'mask'
+    if mix.geom.cuts: return 'mixed mask'
+    return shares_title([('own mask', float(mix.weights[i, 0])), ("partner's", float(mix.weights[i, 1:].sum()))])
+
 def _show_mask(m, ax, alpha=.35, cmap='tab20'):
     ax.imshow(m.cpu().numpy(), alpha=alpha, cmap=cmap, interpolation='nearest', vmin=0, vmax=19)
 
@@ -90,24 +103,29 @@ def show_mix(
 ):
     "Show a mixed training batch in a grid, each image titled with its label shares; return the figure"
     import matplotlib.pyplot as plt
+    for name, v in (('n', n), ('ncols', ncols)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1: raise ValueError(f"`{name}` must be an int >= 1, got {v!r}")
     xm, ym, mix, xb = mixed_preview_batch(mixer, dls, n, batch)
+    if xm[0].ndim != 4: raise ValueError(f"show_mix shows image batches (B, C, H, W), got shape {tuple(xm[0].shape)}; "
+                                         "the Shapes page plots signals and volumes")
     n = len(xm[0])
     vocab = getattr(dls, 'vocab', None)
     if isinstance(vocab, L) and len(vocab) and isinstance(vocab[0], (list, L)): vocab = vocab[-1]
     mask = ym[0] if ym[0].ndim >= 3 and not ym[0].is_floating_point() else None
     shares = label_shares(mix, ym if mask is None else (ym[0].new_zeros(n),), None if mask is not None else vocab)
-    imgs = _decode(dls, xm[0])
-    own = mix_owner(mix, n, *imgs.shape[-2:]) if outline else None
-    per = 3 if panels else 1
-    nrows = math.ceil(n / ncols)
-    fig, axs = plt.subplots(nrows, ncols * per, figsize=figsize or (3 * ncols * per, 3.2 * nrows), squeeze=False)
-    for ax in axs.flat: ax.set_axis_off()
+    x = xm[0]
     if panels:  # per image: the source with the largest share is the "original", the second the partner
         if mix is None: main = part = torch.arange(n)
         else:
             order = mix.weights.argsort(1, descending=True).T.to(mix.idx.device)
             main, part = mix.idx.gather(0, order[:1])[0], mix.idx.gather(0, order[1:2])[0]
-        orig, part = _decode(dls, xb[0][main]), _decode(dls, xb[0][part])
+        x = torch.cat([x, xb[0][main], xb[0][part]])  # decoded together: one scale for all three
+    imgs, orig, part = _decode(dls, x).split(n) if panels else (_decode(dls, x), None, None)
+    own = mix_owner(mix, n, *imgs.shape[-2:]) if outline else None
+    per = 3 if panels else 1
+    nrows = math.ceil(n / ncols)
+    fig, axs = plt.subplots(nrows, ncols * per, figsize=figsize or (3 * ncols * per, 3.2 * nrows), squeeze=False, layout='constrained')
+    for ax in axs.flat: ax.set_axis_off()
     cmap = 'Greys' if imgs.shape[1] == 1 else None  # fastai's look for grey images
     for i in range(n):
         ax = axs.flat[i * per]
@@ -115,14 +133,13 @@ def show_mix(
         if mask is not None: _show_mask(mask[i], ax)
         if own is not None: _show_outline(own[i], ax)
         t = shares_title(shares[i][:2]) + ('\n' + shares_title(shares[i][2:]) if len(shares[i]) > 2 else '')  # RICAP: two lines
-        ax.set_title('mixed mask' if mask is not None else t, fontsize=8)
+        ax.set_title(t if mask is None else _mask_title(mix, i), fontsize=8)
         if panels:
             show_image(part[i], ax=axs.flat[i * per + 1], cmap=cmap); axs.flat[i * per + 1].set_title('partner', fontsize=9)
             diff = (imgs[i] - orig[i]).abs()
             show_image(diff / max(float(diff.max()), 1e-8), ax=axs.flat[i * per + 2], cmap=cmap)
             axs.flat[i * per + 2].set_title('|mixed − main source|', fontsize=9)
     fig.suptitle(title or type(mixer).__name__)
-    fig.tight_layout()
     if path is not None: fig.savefig(path, dpi=80); plt.close(fig)
     return fig
 

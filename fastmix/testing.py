@@ -24,54 +24,72 @@ def decode_provenance(x:Tensor, *size:int)->tuple:
 
 # %% ../nbs/46_testing.ipynb #d1f151df
 def check_weights(mix, bs:int):
-    "Weights (B, K) in [0, 1] with rows summing to 1; indices (K, B) inside the batch"
-    w = mix.weights.double()
-    assert w.shape == (bs, mix.K) and mix.idx.shape == (mix.K, bs)
-    assert ((w >= 0) & (w <= 1)).all(), w
-    torch.testing.assert_close(w.sum(1), torch.ones(bs, dtype=torch.float64), rtol=0, atol=1e-6)
-    assert ((mix.idx >= 0) & (mix.idx < bs)).all(), mix.idx
+    "Weights (B, K) in [0, 1] with rows summing to 1; indices (K, B) inside the batch (on any device)"
+    w, idx = mix.weights.double().cpu(), mix.idx.cpu()
+    assert w.shape == (bs, mix.K) and idx.shape == (mix.K, bs), f"weights {tuple(w.shape)}, idx {tuple(idx.shape)}: want ({bs}, {mix.K}) and ({mix.K}, {bs})"
+    assert ((w >= 0) & (w <= 1)).all(), f"weights outside [0, 1]: {w}"
+    torch.testing.assert_close(w.sum(1), torch.ones(bs, dtype=torch.float64), rtol=0, atol=1e-6, msg=lambda m: f"the weights of an image must sum to 1: {m}")
+    assert ((idx >= 0) & (idx < bs)).all(), f"source indices outside the batch of {bs}: {idx}"
 
-def _rect(geom, n, k):
-    r = geom.rects
-    return r[min(n, len(r) - 1), k]
+def _moves(geom, n:int, k:int, d:int)->list:
+    "How far layer `k` of image `n` moves positions along each axis: source corner − box corner of its `rects`; a geometry without `rects` (a mask) moves none"
+    r = getattr(geom, 'rects', None)
+    if r is None: return [0] * d
+    r = r[min(n, len(r) - 1), k].tolist()
+    return [r[2*d + a] - r[2*a] for a in range(d)]
 
 def check_resized(x:Tensor, xm:Tensor, mix):
     """ResizeMix-like geometries (`geom.resized`): inside image `n`'s box `F.interpolate` of its partner at the box
-    size (bilinear, `align_corners=False`; to float rounding: `ResizePaste` samples its points by `grid_sample` or a gather), outside it the image untouched; the partner's weight is the box's share"""
+    size (bilinear, `align_corners=False`; to float rounding: `ResizePaste` samples its points by `grid_sample` or a gather), outside it the image untouched; the weights are the box's share and the rest"""
     import torch.nn.functional as F
+    x, xm, idx, wts = x.cpu(), xm.cpu(), mix.idx.cpu(), mix.weights.double().cpu()
     bs, c, h, w = x.shape
     # float32 sample coordinates in [−1, 1] are off by up to about max(H, W)·2⁻²⁴ of a pixel: so are values, per unit of contrast
     tol = dict(atol=max(h, w) * 2 ** -22, rtol=1.3e-6) if x.dtype == torch.float32 else {}
     ct = torch.promote_types(x.dtype, torch.float32)
-    assert torch.equal(mix.idx[0], torch.arange(bs, device=mix.idx.device))
+    assert torch.equal(idx[0], torch.arange(bs)), f"source 0 must be the image itself, got {idx[0]}"
     for n in range(bs):
         y0, y1, x0, x1 = mix.geom.boxes[min(n, len(mix.geom.boxes) - 1)].tolist()
-        inside = torch.zeros(h, w, dtype=torch.bool, device=x.device); inside[y0:y1, x0:x1] = True
-        assert torch.equal(xm[n][:, ~inside], x[n][:, ~inside]), n
-        assert abs(mix.weights[n, 1].item() - inside.double().mean().item()) < 1e-6, n
+        inside = torch.zeros(h, w, dtype=torch.bool); inside[y0:y1, x0:x1] = True
+        assert torch.equal(xm[n][:, ~inside], x[n][:, ~inside]), f"image {n}: changed outside its box {(y0, y1, x0, x1)}"
+        share = inside.double().mean().item()
+        assert abs(wts[n, 1].item() - share) < 1e-6 and abs(wts[n, 0].item() - (1 - share)) < 1e-6, f"image {n}: weights {wts[n].tolist()}, the box's share is {share}"
         if inside.any():
             # low precision against float32 rounded once, as `resample` computes (torch's own bfloat16 kernel is less exact)
-            ref = F.interpolate(x[mix.idx[1, n]][None].to(ct), size=(y1 - y0, x1 - x0), mode='bilinear', align_corners=False)[0].to(x.dtype)
+            ref = F.interpolate(x[idx[1, n]][None].to(ct), size=(y1 - y0, x1 - x0), mode='bilinear', align_corners=False)[0].to(x.dtype)
             torch.testing.assert_close(xm[n][:, y0:y1, x0:x1], ref, msg=lambda m: f'image {n}: {m}', **tol)
+
+def _check_choice(x:Tensor, xm:Tensor, mix):
+    "A per-image choice among geometries (`geom.geoms`, `geom.pick`): each image is what the geometry it picked makes, checked with the mix that geometry stands for"
+    from fastmix.core import Mix
+    g, bs = mix.geom, len(x)
+    own, e0 = torch.arange(bs, device=mix.idx.device).expand_as(mix.idx), torch.zeros_like(mix.weights); e0[:, 0] = 1
+    for i, gi in enumerate(g.geoms):
+        if gi is None: continue
+        rows, xi = g.pick == i, gi.apply(x)  # (the other images: left whole by `gi`)
+        assert torch.equal(xm[rows], xi[rows]), f"the images that picked geometry {i} ({type(gi).__name__}) differ from what it makes of them"
+        check_provenance(x, xi, Mix(torch.where(rows, mix.idx, own), torch.where(rows[:, None], mix.weights, e0), gi))  # nested choices too
 
 def check_provenance(x:Tensor, xm:Tensor, mix):
     """`x` is a `provenance_batch` (B, C, *space), 1 to 3 spatial axes. Cut methods: every output position is one source
-    position (the same for all channels), painted by the layer `Paste.owner` says, moved rigidly by that layer's offset,
-    from that layer's source item; the label weight of a layer is exactly its share of the positions, and so is the
-    summed weight of each source item. Blends: the output is `Σ_k w_k · x[idx_k]`."""
+    position (the same for all channels), painted by the layer `geom.owner` says, moved rigidly by that layer's offset
+    (`geom.rects`; none without it), from that layer's source item; the label weight of a layer is exactly its share of
+    the positions, and so is the summed weight of each source item. Blends: the output is `Σ_k w_k · x[idx_k]`. A
+    per-image choice (`MixChoice`): each image by the geometry it picked. A mix made on any device; checked on the CPU."""
     bs, size = x.shape[0], tuple(x.shape[2:])
-    assert xm.shape == x.shape and xm.dtype == x.dtype
+    assert xm.shape == x.shape and xm.dtype == x.dtype, f"output {tuple(xm.shape)} {xm.dtype}, input {tuple(x.shape)} {x.dtype}"
     check_weights(mix, bs)
-    wts = mix.weights.double()
+    if hasattr(mix.geom, 'geoms'): return _check_choice(x, xm, mix)
     if getattr(mix.geom, 'resized', False): return check_resized(x, xm, mix)  # interpolated, not copied: no provenance
+    x, xm, idx, wts = x.cpu(), xm.cpu(), mix.idx.cpu(), mix.weights.double().cpu()
     if not mix.geom.cuts:
-        exp = sum(wts[:, k].view(-1, *[1]*(x.ndim-1)) * x.double()[mix.idx[k]] for k in range(mix.K))
-        torch.testing.assert_close(xm.double(), exp, rtol=1e-6, atol=1e-6 * float(x.abs().max()))
+        exp = sum(wts[:, k].view(-1, *[1]*(x.ndim-1)) * x.double()[idx[k]] for k in range(mix.K))
+        torch.testing.assert_close(xm.double(), exp, rtol=1e-6, atol=1e-6 * float(x.abs().max()), msg=lambda m: f"not the blend Σ_k w_k·x[idx_k]: {m}")
         return
     b, *pos = decode_provenance(xm, *size)
-    assert all((u == u[:, :1]).all() for u in (b, *pos))  # channels move together
+    assert all((u == u[:, :1]).all() for u in (b, *pos)), "the channels of a position come from different places"
     b, pos = b[:, 0], [u[:, 0] for u in pos]
-    assert ((b >= 0) & (b < bs)).all() and all(((u >= 0) & (u < s)).all() for u, s in zip(pos, size))
+    assert ((b >= 0) & (b < bs)).all() and all(((u >= 0) & (u < s)).all() for u, s in zip(pos, size)), "values that are no position of the batch"
     own = mix.geom.owner(size, torch.device('cpu')).long()
     grid = torch.meshgrid(*[torch.arange(s) for s in size], indexing='ij')  # each output position's own coordinates
     d = len(size)
@@ -79,17 +97,17 @@ def check_provenance(x:Tensor, xm:Tensor, mix):
         o = own[min(n, len(own) - 1)]
         for k in range(mix.K):
             m = o == k
-            assert abs(wts[n, k].item() - m.double().mean().item()) < 1e-6, (n, k)
+            assert abs(wts[n, k].item() - m.double().mean().item()) < 1e-6, f"image {n}, layer {k}: weight {wts[n, k].item():.6g}, its share of the positions {m.double().mean().item():.6g}"
             if not m.any(): continue
-            r = _rect(mix.geom, n, k).tolist()
-            assert (b[n][m] == mix.idx[k, n]).all(), (n, k)
-            for a in range(d): assert ((pos[a][n] - grid[a])[m] == r[2*d + a] - r[2*a]).all(), (n, k, a)
-        for s in mix.idx[:, n].unique().tolist():  # a source may fill several layers: its weights add up
+            assert (b[n][m] == idx[k, n]).all(), f"image {n}, layer {k}: positions not from its source {idx[k, n].item()}"
+            for a, mv in enumerate(_moves(mix.geom, n, k, d)):
+                assert ((pos[a][n] - grid[a])[m] == mv).all(), f"image {n}, layer {k}: positions not moved by {mv} along axis {a}"
+        for s in idx[:, n].unique().tolist():  # a source may fill several layers: its weights add up
             share = (b[n] == s).double().mean().item()
-            assert abs(wts[n, mix.idx[:, n] == s].sum().item() - share) < 1e-6, (n, s)
+            assert abs(wts[n, idx[:, n] == s].sum().item() - share) < 1e-6, f"image {n}: source {s} has weight {wts[n, idx[:, n] == s].sum().item():.6g}, its share {share:.6g}"
 
 def check_untouched_rows(x:Tensor, xm:Tensor, mix):
     "An output whose own image has weight exactly 1 (all others exactly 0) is that image, bit for bit"
     for n in range(x.shape[0]):
         w = mix.weights[n]
-        if ((w == 1) & (mix.idx[:, n] == n)).any() and (w == 0).sum() == mix.K - 1: assert torch.equal(xm[n], x[n]), n
+        if ((w == 1) & (mix.idx[:, n] == n)).any() and (w == 0).sum() == mix.K - 1: assert torch.equal(xm[n], x[n]), f"image {n} is not mixed but changed"

@@ -69,10 +69,16 @@ class After(Callback):
         rec['own_shard'] = bool(torch.equal(self.xb[0], mix.geom.apply(x0) if self.mixer.mixes_input else x0))
         rec['in_range'] = bool((mix.idx >= 0).all() and (mix.idx < len(x0)).all())
 
+def made_on_rank_0(make):
+    "A mixer made in a process of rank 0, as a learner exported there and loaded on every rank holds"
+    rank = os.environ['RANK']; os.environ['RANK'] = '0'
+    try: return make()
+    finally: os.environ['RANK'] = rank
+
 def main(out_dir):
     rank, world = rank_distrib(), num_distrib()
     res = {'rank': rank, 'world': world, 'methods': {}}
-    for name, m in MIXERS.items():
+    for name, m in [*MIXERS.items(), ('mixup made on rank 0', lambda seed: made_on_rank_0(lambda: MIXERS['mixup'](seed=seed)))]:
         mixer = m(seed=0)
         log = []
         learn = synth_learner(cbs=[mixer, Record(mixer, log), After(mixer, log)])

@@ -1,13 +1,10 @@
 """What the tests share besides fixtures: every mixer and mode to parametrise over, small synthetic data, a fastai
-`Learner` on it (also used by `dist_script.py`, which runs outside pytest), the exact check of any mix, and every way
-a fit can end early"""
+`Learner` on it (also used by `dist_script.py`, which runs outside pytest), and every way a fit can end early"""
 import numpy as np, torch
 from fastai.basics import *
 from fastai.vision.all import *
-from fastmix.core import Mix
 from fastmix.mixers import MIXERS
 from fastmix.demo import small_cnn
-from fastmix.testing import check_provenance, check_weights
 
 MODES = ('batch', 'sample')
 CASES = [(m, mode) for m in MIXERS for mode in MODES]  # every mixer of the one list, in both modes
@@ -23,22 +20,6 @@ def batch(bs=6, c=3, h=8, w=8, seed=0, dtype=torch.float32):
 def fix_beta(monkeypatch, cb, lam):
     "Make every Beta draw of `cb` (and of the mixers it chooses among) return `lam`"
     for m in [cb, *getattr(cb, 'mixers', [])]: monkeypatch.setattr(m, 'sample_beta', lambda name, a, n: np.full(n, float(lam)))
-
-def check_mix(x, xm, mix):
-    """`check_provenance` for every mixer: a per-image choice among geometries (`MixChoice`'s `Select`) is checked image by
-    image against the geometry it picked, with the mix that geometry stands for (the others' images left whole), through
-    nested choices"""
-    g = mix.geom
-    if not hasattr(g, 'geoms'): return check_provenance(x, xm, mix)
-    bs = len(x)
-    check_weights(mix, bs)
-    own, e0 = torch.arange(bs).expand_as(mix.idx), torch.zeros_like(mix.weights); e0[:, 0] = 1
-    for i, gi in enumerate(g.geoms):
-        if gi is None: continue
-        rows = g.pick == i
-        xi = gi.apply(x)
-        assert torch.equal(xm[rows], xi[rows]), i  # an image is exactly what its geometry makes of it
-        check_mix(x, xi, Mix(torch.where(rows, mix.idx, own), torch.where(rows[:, None], mix.weights, e0), gi))  # (nested choices too)
 
 def synth_images(n=64, c=3, h=12, w=12, n_cls=3, seed=0):
     "Images whose class is visible in their pixels: one bright quadrant-ish stripe per class"

@@ -172,3 +172,29 @@ def test_categorical_codes_first_point_to_manifold():
     "fastai's tabular batches start with int64 category codes: MixUp says they can't be blended and what mixes them"
     with pytest.raises(TypeError, match=r"got dtype torch.int64: .*can't be blended: `ManifoldMixUp` mixes their embeddings"):
         MixUp(seed=0).mix_batch((torch.randint(0, 5, (8, 3)), torch.randn(8, 4)), (torch.arange(8),))
+
+@pytest.mark.parametrize('method', ['cutmix', 'ricap', 'fmix', 'resizemix', 'cutmixup'])
+def test_a_mask_at_another_resolution_cannot_be_cut(method):
+    "Integer label maps with the images' aspect at another size (a model predicting at a stride) can't follow a cut: an error, not a loss on blended masks"
+    x = torch.randn(4, 3, 16, 16)
+    for y in (torch.randint(0, 3, (4, 8, 8)), torch.randint(0, 3, (4, 1, 8, 8))):
+        with pytest.raises(ValueError, match=r"cuts the images \(16×16\), but target 0 is an integer map of another size"):
+            MIXERS[method](seed=0).mix_batch((x,), (y,))
+    MIXERS[method](seed=0).mix_batch((x,), (torch.randint(0, 3, (4, 4, 2)),))  # other integer targets: left to the loss
+    mix, _, (ym,) = MixUp(seed=0).mix_batch((x,), (y,))  # a blend leaves masks of any size to the loss
+    assert mix.in_loss == (True,) and ym is y
+
+def test_a_loss_that_ignores_reduction_is_named_in_the_error():
+    class MeanCE(nn.Module):
+        reduction = 'mean'
+        def forward(self, pred, targ): return F.cross_entropy(pred, targ)  # whatever `reduction` says
+    lf = MeanCE()
+    with pytest.raises(ValueError, match=r"returned shape \(\) with reduction='none', not values per sample of the batch of 4"):
+        mixed_loss(lf, torch.randn(4, 3), [(torch.arange(4) % 3,), (torch.arange(4) % 2,)], torch.full((4, 2), .5))
+
+def test_manifold_mixup_refuses_dataparallel_on_several_gpus():
+    "Each GPU's replica sees a slice of the batch, so a partner may be on another GPU"
+    learn = synth_learner(cbs=ManifoldMixUp(seed=0))
+    learn.model = nn.DataParallel(learn.model)
+    learn.model.device_ids = [0, 1]  # as on two GPUs (without GPUs, `DataParallel` runs the model as it is)
+    with pytest.raises(ValueError, match=r"can't mix inside `nn.DataParallel` on several GPUs.*distrib_ctx"): learn.fit(1)

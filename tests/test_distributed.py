@@ -29,7 +29,7 @@ def ranks(tmp_path_factory):
 def test_both_ranks_finish_on_gloo(ranks):
     assert [r['rank'] for r in ranks] == [0, 1] and all(r['world'] == WORLD for r in ranks)
     assert all(r['backend'] == 'gloo' for r in ranks)
-    assert all(set(r['methods']) == set(MIXERS) for r in ranks)
+    assert all(set(r['methods']) == {*MIXERS, 'mixup made on rank 0'} for r in ranks)
 
 @pytest.mark.parametrize('method', MIXERS)
 def test_loss_func_restored_and_model_unwrapped(ranks, method):
@@ -53,9 +53,9 @@ def test_each_rank_mixes_only_its_own_shard(ranks, method):
     assert not set(shards[0]) & set(shards[1])  # disjoint shards
     assert sorted(shards[0] + shards[1]) == list(range(N_TRAIN))  # together exactly the training set
 
-@pytest.mark.parametrize('method', MIXERS)
+@pytest.mark.parametrize('method', [*MIXERS, 'mixup made on rank 0'])
 def test_ranks_draw_different_mixes_and_stay_in_sync(ranks, method):
-    "Same seed on every rank, but each rank has its own stream; DDP keeps the weights identical"
+    "Same seed on every rank, but each rank has its own stream, also from a mixer made on rank 0 (a loaded export); DDP keeps the weights identical"
     w = [[b['weights'] for b in r['methods'][method]['batches']] for r in ranks]
     assert w[0] != w[1]
     p0, p1 = (r['methods'][method]['params'] for r in ranks)

@@ -8,7 +8,7 @@ from fastmix.core import *
 from fastmix.geometry import *
 from fastmix.testing import *
 from fastmix.mixers import MIXERS
-from helpers import CASES, MODES, batch, check_mix, fix_beta
+from helpers import CASES, MODES, batch, fix_beta
 
 @pytest.mark.parametrize('method,mode', CASES)
 def test_batch_size_one_is_left_alone(method, mode):
@@ -24,7 +24,7 @@ def test_small_and_odd_batch_sizes(method, mode, bs):
     for _ in range(4):  # several draws
         mix, (xm,), _ = cb.mix_batch((x,), (torch.arange(bs),))
         assert mix is not None
-        check_mix(x, xm, mix)
+        check_provenance(x, xm, mix)
         check_untouched_rows(x, xm, mix)
 
 @pytest.mark.parametrize('method,mode', CASES)
@@ -35,7 +35,7 @@ def test_tiny_images(method, mode, hw):
     cb = MIXERS[method](mode=mode, seed=sum(hw))
     for _ in range(6):
         mix, (xm,), _ = cb.mix_batch((x,), (torch.arange(6),))
-        check_mix(x, xm, mix)
+        check_provenance(x, xm, mix)
         if hw == (1, 1) and mix.geom.cuts: assert set(mix.weights.flatten().tolist()) <= {0., 1.}
 
 @pytest.mark.parametrize('mode', MODES)
@@ -58,7 +58,7 @@ def test_cutmix_lambda_exactly_0_or_1(monkeypatch, mode, lam):
     fix_beta(monkeypatch, cb, lam)
     monkeypatch.setattr(cb, 'randint', lambda hi, n: np.full(n, hi // 2))  # centred: a λ = 0 box is the whole image
     mix, (xm,), _ = cb.mix_batch((x,), (torch.arange(7),))
-    check_mix(x, xm, mix)
+    check_provenance(x, xm, mix)
     assert (mix.weights == torch.tensor([lam, 1 - lam])).all()
     assert torch.equal(xm, x if lam == 1 else x[mix.idx[1]])
 
@@ -70,7 +70,7 @@ def test_ricap_boundary_at_the_corner(monkeypatch, mode, lam):
     cb = RICAP(mode=mode, seed=0)
     fix_beta(monkeypatch, cb, lam)
     mix, (xm,), _ = cb.mix_batch((x,), (torch.arange(7),))
-    check_mix(x, xm, mix)
+    check_provenance(x, xm, mix)
     k = 0 if lam == 1 else 3
     assert (mix.weights == F.one_hot(torch.tensor(k), 4).float()).all()
     assert torch.equal(xm, x[mix.idx[k]])
@@ -100,7 +100,7 @@ def test_cutmix_clipped_box_pixels_and_weights(monkeypatch, centre, mode):
     vals = iter(centre)
     monkeypatch.setattr(cb, 'randint', lambda hi, n: np.full(n, next(vals)))
     mix, (xm,), _ = cb.mix_batch((x,), (torch.arange(5),))
-    check_mix(x, xm, mix)
+    check_provenance(x, xm, mix)
     y0, y1, x0, x1 = mix.geom.rects[0, 1, :4].tolist()
     assert y0 == 0 or y1 == H or x0 == 0 or x1 == W  # the box was clipped at a border
     assert (mix.weights[:, 1] < 1 - .3).all()  # so the partner's share is below 1−λ
@@ -115,7 +115,7 @@ def test_p1_mixes_every_batch_and_image(monkeypatch, method, mode):
         mix, (xm,), _ = cb.mix_batch((x,), (torch.arange(8),))
         assert mix is not None
         assert (mix.weights.max(1).values < 1).all()  # no image was left out
-        check_mix(x, xm, mix)
+        check_provenance(x, xm, mix)
 
 _CUTS = [lambda mode, seed, n=n: MIXERS[n](mode=mode, seed=seed) for n in ('cutmix', 'ricap', 'fmix')] + \
         [lambda mode, seed: MixChoice([CutMix(), RICAP(), FMix()], mode=mode, seed=seed)]

@@ -9,7 +9,6 @@ from fastmix.geometry import *
 from fastmix.testing import *
 from fastmix.geometry import Scratch, gather_pixels, _windows, _window_plan
 from unittest.mock import patch
-from helpers import check_mix
 import fastmix.geometry
 
 GATHER = fastmix.geometry._gather_values
@@ -180,14 +179,14 @@ def test_select_by_one_lerp_is_each_images_geometry(make, kind):
     for seed in range(6):
         mix, (xm,), _ = make(seed).mix_batch((x.clone(),), (torch.arange(8),))
         assert mix.geom.lerp_weight(x) is not None and xm.stride() == x.stride()
-        check_mix(x, xm, mix)
+        check_provenance(x, xm, mix)
         _, (xi,), _ = make(seed).mix_batch((x.clone(),), (torch.arange(8),), inplace=True)
         assert torch.equal(xi, xm)
     # broken on purpose, it fails: the partners of the wrong geometry
     mix, (xm,), _ = make(0).mix_batch((x.clone(),), (torch.arange(8),))
     with pytest.raises(AssertionError):
         g = mix.geom; g.partner = g.partner.roll(1)
-        check_mix(x, g.apply(x), mix)
+        check_provenance(x, g.apply(x), mix)
 
 def test_a_batch_held_elsewhere_is_never_a_work_buffer():
     "A replaced batch becomes the next work buffer only when nothing else holds it: reuse costs nothing, and overwrites nobody's data"

@@ -341,12 +341,11 @@ def test_mixchoice_per_sample_any_two_children(a, b, inplace):
     """Per image, every pair of mixers, two of one kind too (which share work-buffer names), on a batch above the
     small-batch gather: each image is exactly what its own mixer makes of it, and its label weights are its shares"""
     from fastmix.mixers import MIXERS
-    from helpers import check_mix
     x = provenance_batch(16, 3, 32, 32)
     mc = MixChoice([MIXERS[a].cls(), MIXERS[b].cls()], mode='sample', seed=0)
     mix, (xm,), _ = mc.mix_batch((x.clone(),), (torch.arange(16),), inplace=inplace)
     assert len(set(mix.geom.pick.tolist())) == 2  # both children picked: each checked on its images
-    check_mix(x, xm, mix)
+    check_provenance(x, xm, mix)
 
 def _n_params(learn): return [p.detach().clone() for p in learn.model.parameters()]
 

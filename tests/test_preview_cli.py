@@ -118,8 +118,11 @@ def test_preview_command(tmp_path):
     (['preview', '--n', '1'], '--n must be >= 2 (a mix needs two images), got 1'),
     (['preview', '--method', 'cutmix,ricap'], "--method: one method, got 'cutmix,ricap'"),
     (['preview', '--out', '/tmp'], '--out: /tmp is a folder'),
-    (['preview', '--out', 'p_noext'], "--out must end in a picture format (.eps"),
+    (['preview', '--out', 'p_noext'], "--out must end in a picture format (."),
     (['frobnicate'], 'invalid choice'),
+    (['demo', '--methods', 'mixup,cutmix,mixup'], '--methods: mixup given twice'),
+    (['preview', '--out', 'p.pgf'], "--out must end in a picture format"),
+    (['demo', '--quick', '--n-train', '64', '--bs', '128'], '--bs 128: larger than the 64 training images'),
 ])
 def test_bad_arguments_one_line(args, msg):
     r = _run(*args)
@@ -137,3 +140,65 @@ def test_preview_shows_a_mixed_batch_when_a_draw_mixes_nothing():
     seed = next(s for s in range(2000) if whole(RICAP(seed=s).mix_batch((x,), (y,))[0]))  # a first draw that mixes nothing
     xm, ym, mix, _ = mixed_preview_batch(RICAP(seed=seed), None, n=6, batch=(x, y))
     assert not whole(mix)
+
+def _folder(root, classes, n=6, bad=None):
+    "An image folder: `classes` (names, or paths like 'train/a') of `n` tiny PNGs each; `bad`: a file that is no image"
+    for c in classes:
+        (root/c).mkdir(parents=True)
+        for i in range(n): Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(root/c/f'{i}.png')
+    if bad: (root/bad).write_bytes(b'not a png at all')
+    return root
+
+@pytest.mark.parametrize('make,msg', [
+    (lambda t: _folder(t/'d', ['a']), "--data: found 1 class (a)"),
+    (lambda t: _folder(t/'d', ['.']), "--data: found 1 class (d)"),  # images straight in the folder
+    (lambda t: _folder(t/'d', ['train/a', 'train/b', 'val/a', 'val/c']), "--data: class 'c' is in val/ but not in train/"),
+    (lambda t: _folder(t/'d', ['a', 'b'], bad='a/x.png'), "cannot identify image file"),
+])
+def test_bad_data_folders_one_line(tmp_path, make, msg):
+    "Data the demo can't train on, or that would train on a wrong task (one class), is one line and exit code 2, and writes nothing"
+    r = _run('demo', '--quick', '--methods', 'mixup', '--seeds', '0', '--epochs', '1', '--bs', '4', '--data', str(make(tmp_path)), '--out', str(tmp_path/'out'))
+    assert r.returncode == 2 and r.stderr.count('\n') == 1 and msg in r.stderr and 'Traceback' not in r.stderr, r.stderr[-2000:]
+    if 'cannot' not in msg: assert not (tmp_path/'out').exists()  # (a file that is no image shows when it is read, in training)
+
+def test_bad_outputs_and_divergence_one_line(tmp_path):
+    (tmp_path/'f').write_text('a file')
+    q = ['demo', '--quick', '--methods', 'mixup', '--seeds', '0', '--epochs', '1', '--n-train', '64']
+    for args, msg in [(['--out', str(tmp_path/'f')], f"--out: {tmp_path/'f'} is a file"),
+                      (['--lr', '1e30', '--out', str(tmp_path/'o')], 'baseline seed 0 diverged')]:
+        r = _run(*q, *args)
+        assert r.returncode == 2 and r.stderr.count('\n') == 1 and msg in r.stderr, r.stderr[-2000:]
+
+def test_one_seed_gives_no_verdict_and_no_spread():
+    from fastmix.demo import verdict, results_table
+    rows = [dict(method=m, seed=0, error=e, nll=1., ece=.1, epochs=1, seconds=1.) for m, e in (('baseline', .2), ('mixup', .1))]
+    assert verdict(rows, 'mixup').endswith('→ no verdict from one seed')
+    assert '| mixup | 10.00 | 1.00 | 10.00 | 1.00 |' in results_table(rows)
+    rows += [{**r, 'seed': 1} for r in rows]
+    assert verdict(rows, 'mixup').endswith('→ lower test error') and '| mixup | 10.00 ± 0.00 |' in results_table(rows)
+
+def test_images_still_standardised_are_shown_in_their_range():
+    "A batch the DataLoaders don't decode: [0, 1] data as it is, 0–255 data scaled, standardised data by the batch's range (not clipped black)"
+    from types import SimpleNamespace
+    from fastmix.preview import _decode
+    dls = SimpleNamespace(train=SimpleNamespace(decode=lambda b: b))
+    x = torch.linspace(-1, 2, 48).view(1, 3, 4, 4)
+    torch.testing.assert_close(_decode(dls, x), (x + 1) / 3)
+    torch.testing.assert_close(_decode(dls, x.clamp(0, 1)), x.clamp(0, 1))
+    torch.testing.assert_close(_decode(dls, (x + 1) * 80), ((x + 1) * 80).clamp(0, 255) / 255)
+
+def _titles(fig): return [ax.get_title() for ax in fig.axes if ax.get_title()]
+
+def test_titles_of_masks_values_and_bad_arguments(dls):
+    x = dls.one_batch()[0][:4]
+    m = torch.randint(0, 3, (4, *x.shape[-2:]))
+    for mixer, want in ((MixUp(seed=0), "own mask · "), (CutMix(seed=0), 'mixed mask')):
+        ts = _titles(show_mix(mixer, dls, n=4, batch=(x, m)))
+        assert len(ts) == 4 and all(want in t for t in ts), ts
+    ts = _titles(show_mix(MixUp(seed=0), dls, n=4, batch=(x, torch.tensor([2.5, -0.5, -1.5, 5.5]))))  # regression: the mixed value
+    assert len(ts) == 4 and all(t.startswith('y = ') and -1.5 <= float(t[4:]) <= 5.5 for t in ts), ts
+    for kw, msg in ((dict(n=0), '`n` must be an int >= 1, got 0'), (dict(ncols=0), '`ncols` must be an int >= 1, got 0'), (dict(n=2.5), 'got 2.5')):
+        with pytest.raises(ValueError, match=re.escape(msg)): show_mix(MixUp(seed=0), dls, **kw)
+    with pytest.raises(ValueError, match=r'show_mix shows image batches \(B, C, H, W\), got shape \(4, 2, 50\)'):
+        show_mix(CutMix(seed=0), dls, n=4, batch=(torch.randn(4, 2, 50), torch.arange(4)))
+    plt.close('all')

@@ -8,9 +8,9 @@ import torch, pytest
 import torch.nn.functional as F
 from hypothesis import given, settings, note, strategies as st, HealthCheck
 from fastmix.all import *
-from fastmix.testing import provenance_batch, decode_provenance, check_untouched_rows
+from fastmix.testing import provenance_batch, decode_provenance, check_provenance, check_resized, check_untouched_rows
 from fastmix.mixers import MIXERS
-from helpers import MODES, check_mix
+from helpers import MODES
 
 shapes = st.tuples(st.integers(1, 9), st.integers(1, 4), st.integers(1, 40), st.integers(1, 40))
 methods, modes = st.sampled_from(list(MIXERS)), st.sampled_from(MODES)
@@ -41,7 +41,7 @@ def test_weights_provenance_and_labels(method, mode, shape, p, seed, layout, inp
         assert xm is xin and ym is y and yfm is yf and torch.equal(xm, x)
         return
     assert shape[0] >= 2
-    check_mix(x, xm, mix)  # weights in [0, 1], rows sum to 1, every pixel's source and share exact
+    check_provenance(x, xm, mix)  # weights in [0, 1], rows sum to 1, every pixel's source and share exact
     check_untouched_rows(x, xm, mix)
     assert torch.equal(ym, y) and mix.in_loss == (True, False)  # class indices are left for the loss
     w = mix.weights.double()
@@ -129,3 +129,45 @@ def test_mixup_blend(shape, mode, seed, dominant):
     w = mix.weights.double()
     torch.testing.assert_close(xm, w[:, 0, None, None, None] * x + w[:, 1, None, None, None] * x[mix.idx[1]], rtol=1e-6, atol=1e-6)
     if dominant: assert (w[:, 0] >= .5).all()
+
+class _HalfMask:
+    "A mask geometry as the own-mixer guide describes one (`cuts`, `apply`, `owner`; no `rects`): the partner's lower triangle"
+    cuts = True
+    def __init__(self, idx, h, w, shift=0): self.idx,self.mask,self.shift = idx,torch.ones(h, w).tril().bool(),shift
+    def apply(self, t, inplace=False, scratch=None): return torch.where(self.mask, t[self.idx[1]].roll(self.shift, -1), t)
+    def owner(self, size, dev): return self.mask.to(dev, torch.uint8)[None]
+
+def test_the_checks_fail_on_wrong_mixes():
+    "`check_provenance` passes a right mix of every kind and names what is wrong in a wrong one"
+    from fastmix.core import Mix
+    x = provenance_batch(6, 3, 8, 10)
+    mix = CutMix(seed=1).choose(x)
+    check_provenance(x, mix.geom.apply(x), mix)
+    with pytest.raises(AssertionError, match='its share of the positions'):
+        check_provenance(x, mix.geom.apply(x), Mix(mix.idx, mix.weights.flip(1), mix.geom))
+    # a geometry without `rects` moves nothing
+    idx = torch.stack([torch.arange(6), torch.arange(6).roll(1)])
+    share = torch.ones(8, 10).tril().mean().item()
+    w = torch.tensor([[1 - share, share]] * 6)
+    good, moved = _HalfMask(idx, 8, 10), _HalfMask(idx, 8, 10, shift=1)
+    check_provenance(x, good.apply(x), Mix(idx, w, good))
+    with pytest.raises(AssertionError, match='not moved by 0 along axis 1'): check_provenance(x, moved.apply(x), Mix(idx, w, moved))
+    # ResizeMix: the image's own weight is checked too
+    mix = ResizeMix(seed=0).choose(x)
+    xm = mix.geom.apply(x)
+    check_provenance(x, xm, mix)
+    bad = Mix(mix.idx, torch.stack([mix.weights[:, 0] - .1, mix.weights[:, 1]], 1), mix.geom)
+    with pytest.raises(AssertionError, match="the box's share"): check_resized(x, xm, bad)
+    # a per-image choice: each image by the geometry it picked, and a wrong one fails
+    mix = CutMixUp(mode='sample', seed=0).choose(x)
+    assert len(set(mix.geom.pick.tolist())) == 2
+    xm = mix.geom.apply(x)
+    check_provenance(x, xm, mix)
+    with pytest.raises(AssertionError): check_provenance(x, xm.flip(0), mix)
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a GPU')
+@pytest.mark.parametrize('method,mode', [(m, mode) for m in MIXERS if MIXERS[m].cls.mixes_input is True for mode in MODES])
+def test_the_checks_take_mixes_made_on_the_gpu(method, mode):
+    x = provenance_batch(6, 3, 8, 10).cuda()
+    mix, (xm,), _ = MIXERS[method](mode=mode, seed=0).mix_batch((x.clone(),), (torch.arange(6, device='cuda'),))
+    check_provenance(x, xm, mix)

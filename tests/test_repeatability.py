@@ -57,3 +57,42 @@ def test_global_rngs_untouched(method, mode):
     assert torch.equal(t0, t1)
     assert n0[0] == n1[0] and np.array_equal(n0[1], n1[1]) and n0[2:] == n1[2:]
     assert r0 == r1
+
+def _draws(g, n=4): return [getattr(g, 'rng', g).random() for _ in range(n)]  # a mixer's or a generator's
+
+def test_each_rank_draws_its_own_stream_wherever_the_mixer_was_made(monkeypatch):
+    "Rank r draws rank 0's stream jumped r times: built there, or built in another process (a loaded export) and fitted there"
+    import pickle
+    def on_rank(r, f):
+        monkeypatch.setenv('RANK', str(r))
+        return f()
+    ref = np.random.default_rng(5)
+    ref1 = np.random.Generator(ref.bit_generator.jumped(1))
+    assert _draws(on_rank(1, lambda: MixUp(seed=5))) == _draws(ref1)
+    on_rank(0, lambda: None)
+    made = pickle.dumps(MixUp(seed=5))  # rank 0, as `learn.export` in a single process
+    streams = []
+    for r in range(3):
+        cb = pickle.loads(made)
+        on_rank(r, cb.own_stream)  # what `before_fit` does first
+        streams.append(_draws(cb))
+    assert streams[0] == _draws(np.random.default_rng(5))  # rank 0 goes on as if never pickled
+    assert streams[1] == _draws(on_rank(1, lambda: MixUp(seed=5)))
+    assert len({tuple(s) for s in streams}) == 3
+    on_rank(1, lambda: None)  # made on rank 1, loaded on ranks 0, 1, 2: still three streams
+    made = pickle.dumps(MixUp(seed=5))
+    assert len({tuple(on_rank(r, lambda: (cb := pickle.loads(made), cb.own_stream(), _draws(cb))[2])) for r in range(3)}) == 3
+    # a choice's mixers draw from its generator, jumped in place
+    on_rank(0, lambda: None)
+    mc = pickle.loads(pickle.dumps(MixChoice([MixUp(), CutMix()], seed=3)))
+    on_rank(2, mc.own_stream)
+    assert all(m.rng is mc.rng for m in mc.under()) and mc.rng_rank == 2
+
+def test_a_seed_set_later_restarts_the_generator():
+    cb = MixUp(seed=1); cb.seed = 2
+    assert _draws(cb) == _draws(MixUp(seed=2))
+    mc = MixChoice([MixUp(seed=7), CutMix()], seed=1); mc.seed = 2
+    assert all(m.rng is mc.rng for m in mc.under()) and _draws(mc) == _draws(MixUp(seed=2))
+    for bad, err in [(-1, ValueError), (1.5, TypeError), (True, TypeError)]:
+        with pytest.raises(err, match='seed'): cb.seed = bad
+    assert cb.seed == 2

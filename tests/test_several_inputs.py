@@ -8,7 +8,7 @@ from fastmix.core import *
 from fastmix.geometry import *
 from fastmix.testing import *
 from fastmix.mixers import MIXERS
-from helpers import CASES, INPUT_MIXERS, MODES, X, get_x, get_y, check_mix
+from helpers import CASES, INPUT_MIXERS, MODES, X, get_x, get_y
 from fastmix.demo import small_cnn
 
 @pytest.mark.parametrize('method,mode', CASES)
@@ -19,7 +19,7 @@ def test_two_image_inputs_share_geometry_and_weights(method, mode, c2):
     x = provenance_batch(bs, 3, h, w)
     x2 = x[:, :c2] * 2 + 1  # another image with the same pixels' provenance
     mix, (xm, x2m), _ = MIXERS[method](mode=mode, seed=5).mix_batch((x, x2), (torch.arange(bs),))
-    check_mix(x, xm, mix)
+    check_provenance(x, xm, mix)
     assert x2m.shape == x2.shape
     assert not torch.equal(x2m, x2), "the second image input was left unmixed while the first was mixed"
     if mix.geom.cuts and not getattr(mix.geom, 'resized', False): assert torch.equal(x2m, xm[:, :c2] * 2 + 1)
@@ -33,7 +33,7 @@ def test_tabular_input_is_left_alone(method, mode):
     tab0 = tab.clone()
     mix, (xm, tabm, tabim), _ = MIXERS[method](mode=mode, seed=5).mix_batch((x.clone(), tab, tab_int), (torch.arange(bs),), inplace=True)
     assert mix is not None and tabm is tab and tabim is tab_int and torch.equal(tab, tab0)
-    check_mix(x, xm, mix)
+    check_provenance(x, xm, mix)
 
 def get_x2(i): return X[i] * 2 + 1
 def get_tab(i): return X[i].mean((1, 2))

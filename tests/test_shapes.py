@@ -130,11 +130,14 @@ def test_mixup_on_a_table_still_works():
     mix, (xm,), _ = MixUp(seed=0).mix_batch((x,), (torch.arange(6),))
     torch.testing.assert_close(xm, mix.weights[:, :1].double() * x + mix.weights[:, 1:].double() * x[mix.idx[1]])
 
-def test_per_sample_switching_with_label_maps_is_an_error():
-    "CutMixUp per sample blends some items and cuts others: a label map can't follow both, as for images"
-    x = provenance_batch(8, 1, 12)
+@pytest.mark.parametrize('seed', range(8))
+def test_per_sample_switching_with_label_maps_is_an_error(seed):
+    "CutMixUp per sample blends some items and cuts others: a label map can't follow both, as for images; at the first batch, whatever it draws"
+    x = provenance_batch(2, 1, 12)  # two items: often both cut, or both blended
     with pytest.raises(ValueError, match=r"can't mix segmentation masks \(integer label maps\); use mode='batch'"):
-        for _ in range(5): CutMixUp(mode='sample', seed=0).mix_batch((x,), (label_map(x),))
+        CutMixUp(mode='sample', switch_prob=.9, seed=seed).mix_batch((x,), (label_map(x),))
+    # a choice that can only cut (or only blend) never switches
+    for probs in ([0., 1.], [1., 0.]): MixChoice([MixUp(), CutMix()], probs=probs, mode='sample', seed=seed).mix_batch((x,), (label_map(x),))
 
 @pytest.mark.parametrize('method', ['mixup', 'cutmix', 'ricap'])
 @pytest.mark.parametrize('mode', ['batch', 'sample'])

@@ -8,7 +8,7 @@ from fastmix.core import *
 from fastmix.geometry import *
 from fastmix.testing import *
 from fastmix.mixers import MIXERS
-from helpers import INPUT_MIXERS, synth_learner, check_mix
+from helpers import INPUT_MIXERS, synth_learner
 
 CODES = ['bg', 'square', 'bar']
 
@@ -109,7 +109,7 @@ def test_cutmixup_per_sample_all_one_kind(switch_prob):
     x = provenance_batch(6, 3, 8, 8)
     mix, (xm,), _ = CutMixUp(switch_prob=switch_prob, mode='sample', seed=0).mix_batch((x,), (torch.arange(6),))
     assert mix.geom.cuts == bool(switch_prob)
-    check_mix(x, xm, mix)
+    check_provenance(x, xm, mix)
 
 def test_mixchoice_validates():
     with pytest.raises(ValueError, match='`probs` must have one probability per mixer'): MixChoice([MixUp(), CutMix()], [.5, .6])
