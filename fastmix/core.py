@@ -291,9 +291,10 @@ class MixHandler(Callback):
         if self.off_pct and pct is not None and pct >= 1 - self.off_pct: return False
         return True
 
-    def follows(self, t, x, sp)->bool:
-        "Does input `t` get the geometry? While the input is mixed (`at_input`): maps over the positions `sp` of `x` ((B, *sp) or (B, C', *sp)); for flat batches, float tensors shaped like `x`"
+    def follows(self, t, x, sp, cuts:bool|None=True)->bool:
+        "Does input `t` get the geometry? While the input is mixed (`at_input`): maps over the positions `sp` of `x` ((B, *sp) or (B, C', *sp)); for flat batches, float tensors shaped like `x`; for a blend (`cuts` False), every float tensor of the batch"
         if not (self.at_input and isinstance(t, Tensor)): return False
+        if cuts is False and t.is_floating_point() and t.ndim > 0 and t.shape[0] == x.shape[0]: return True  # (tabular features too: the whole sample is blended)
         return _is_spatial(t, sp) if sp else t.is_floating_point() and t.shape == x.shape
 
     def can_overwrite(self, t)->bool:
@@ -394,15 +395,15 @@ class MixHandler(Callback):
             return (self.apply_geom(mix, x, inplace),), yb
         sp = _space(x)
         app = lambda t, inplace=False: self.apply_geom(mix, t, inplace)
+        cuts = mix.geom.cuts  # True: cut; False: blended; None: some images blended, some cut (a per-image choice)
         def input_(i, t):
-            if not self.follows(t, x, sp): return t
+            if not self.follows(t, x, sp, cuts): return t
             if t.is_floating_point(): return app(t, inplace)
             if mix.geom.cuts: return app(t)  # an integer map (ids, a mask as input): cut like the pixels
             raise ValueError(f"input {i} is an integer map over the positions ({t.dtype}, shape {tuple(t.shape)}), which "
                              f"{type(self).__name__} would blend: make it float, or mix it with a cutting mixer")
         xb = tuple(input_(i, t) for i, t in enumerate(xb))
         # a target is cut like the pixels (masks), blended by weight (multi-hot, regression), or left to the loss
-        cuts = mix.geom.cuts  # True: cut; False: blended; None: some images blended, some cut (a per-image choice)
         self.check_maps(yb, sp)
         # a map over the positions follows the pixels where some are cut: a float one is blended where its image is
         cut = [cuts is not False and _is_spatial(y, sp) for y in yb]

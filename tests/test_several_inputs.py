@@ -1,4 +1,4 @@
-"Several inputs: a second image input and masks get the same geometry and weights; tabular inputs are left alone"
+"Several inputs: a second image input and masks get the same geometry and weights; tabular inputs are blended by a blend, left alone by a cut"
 import math, pytest, torch
 from torch import nn
 from fastai.basics import *
@@ -26,14 +26,18 @@ def test_two_image_inputs_share_geometry_and_weights(method, mode, c2):
     else: torch.testing.assert_close(x2m, xm[:, :c2] * 2 + 1)  # a blend (or resize) of affine images is affine
 
 @pytest.mark.parametrize('method,mode', CASES)
-def test_tabular_input_is_left_alone(method, mode):
+def test_tabular_input_blended_by_a_blend_left_alone_by_a_cut(method, mode):
+    "A blend mixes the whole sample, its float features too, as its label; a cut can't cut them; categorical codes are never blended"
     bs = 6
     x = provenance_batch(bs, 3, 8, 8)
     tab, tab_int = torch.randn(bs, 5, dtype=torch.float64), torch.randint(0, 9, (bs, 4))
-    tab0 = tab.clone()
-    mix, (xm, tabm, tabim), _ = MIXERS[method](mode=mode, seed=5).mix_batch((x.clone(), tab, tab_int), (torch.arange(bs),), inplace=True)
-    assert mix is not None and tabm is tab and tabim is tab_int and torch.equal(tab, tab0)
-    check_provenance(x, xm, mix)
+    tab0, int0 = tab.clone(), tab_int.clone()
+    for seed in range(4):  # (`CutMixUp` per batch blends some batches, cuts others)
+        mix, (xm, tabm, tabim), _ = MIXERS[method](mode=mode, seed=seed).mix_batch((x.clone(), tab.clone(), tab_int), (torch.arange(bs),), inplace=True)
+        assert mix is not None and tabim is tab_int and torch.equal(tab_int, int0)
+        check_provenance(x, xm, mix)
+        if mix.geom.cuts is False: torch.testing.assert_close(tabm, mix.blend(tab0))
+        else: assert torch.equal(tabm, tab0)
 
 def get_x2(i): return X[i] * 2 + 1
 def get_tab(i): return X[i].mean((1, 2))
@@ -61,7 +65,9 @@ def test_learner_with_two_image_inputs_and_a_tabular_one_fits(method):
         def before_batch(self):
             if not self.training: return
             (x, x2, t), (x0, x20, t0) = self.xb, before[-1]
-            checks.append((torch.allclose(x2, x * 2 + 1, atol=1e-5), torch.equal(t, t0), not torch.equal(x, x0)))
+            # the tabular input is the image's channel means: a blend keeps it so, a cut leaves it
+            tab_ok = torch.allclose(t, x.mean((2, 3)), atol=1e-5) if cb.mix.geom.cuts is False else torch.equal(t, t0)
+            checks.append((torch.allclose(x2, x * 2 + 1, atol=1e-5), tab_ok, not torch.equal(x, x0)))
     cb = MIXERS[method](seed=0)
     set_seed(0, reproducible=True)
     learn = Learner(dls, TwoInputNet(), loss_func=CrossEntropyLossFlat(), cbs=[cb, Before(), After()])
