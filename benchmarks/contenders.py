@@ -202,10 +202,10 @@ def bracket_callbacks():
     them (`ts`) and this thread's CPU ns (`cpu`, which leaves out the time the process waits for a core)"""
     from fastai.basics import Callback
     class Open(Callback):
-        order = -10**6
+        order,run_valid = -10**6,False  # training batches only: the mixers do nothing in validation
         def before_batch(self): self.learn.bracket_t0 = time.perf_counter_ns(), time.thread_time_ns()
     class Close(Callback):
-        order = 10**6
+        order,run_valid = 10**6,False
         def __init__(self): self.ts, self.cpu = [], []
         def before_batch(self):
             t, c = time.perf_counter_ns(), time.thread_time_ns()
@@ -264,6 +264,7 @@ def timm_callback():
     from fastai.basics import Callback
     m = _timm_mixup()
     class TimmMix(Callback):
+        run_valid = False  # a training-time transform, as fastmix's and fastai's callbacks
         def before_batch(self):
             learn = self.learn
             x, _ = m(learn.xb[0], learn.yb[0])
