@@ -80,7 +80,7 @@ def parser()->argparse.ArgumentParser:
     d.add_argument('--quick', action='store_true', help=f"a smoke run in well under a minute ({QUICK['n_train']} training and {QUICK['n_test']} test images, {QUICK['epochs']} epochs): its numbers mean nothing")
     v = sub.add_parser('preview', help='save a preview of a mixed batch', description='Save a picture of a training batch mixed by one mixer.')
     v.add_argument('--method', type=_method, default='cutmix', help=', '.join(MIXERS) + ' (default: %(default)s)')
-    v.add_argument('--data', default=None, help="an image folder in ImageNet layout (default: scikit-image's bundled photos)")
+    v.add_argument('--data', default=None, help="an image folder in ImageNet layout (default: scikit-image's bundled photos, from the demo extra)")
     v.add_argument('--out', default='preview.png', help='the picture to write, its format from its extension (default: %(default)s)')
     v.add_argument('--n', type=_positive('--n'), default=6, help='how many images, at least 2 (default: %(default)s)')
     v.add_argument('--seed', type=_positive('--seed', zero_ok=True), default=0, help="the mixer's seed, a whole number >= 0 (default: %(default)s)")

@@ -75,6 +75,8 @@ def _photo(name):
 
 def photo_dls(size:int=160, bs:int=6, seed:int=0)->DataLoaders:
     "DataLoaders of scikit-image's bundled colour photos, labelled by name (every batch is all of them)"
+    try: import skimage.data  # noqa: F401  (the demo extra; the photos load lazily, inside fastai's loader)
+    except ImportError: raise CLIError("the default photos need scikit-image: pip install 'fastmix[demo]' (or give --data an image folder)")
     db = DataBlock(blocks=(ImageBlock, CategoryBlock), get_x=_photo, get_y=noop, splitter=lambda o: (L(range(len(o))), L(range(len(o)))),
                    item_tfms=Resize(size, method='squish'), batch_tfms=Normalize.from_stats(*imagenet_stats))
     return seed_batches(db.dataloaders(list(PHOTOS), bs=bs, num_workers=0), seed)

@@ -175,3 +175,12 @@ def test_screenshots(page):
         out = SITE/f'screenshot-{name}.png'
         page.screenshot(path=str(out), full_page=True)
         assert out.stat().st_size > 20_000
+
+def test_module_docstrings_link_pages_that_exist(page):
+    "`help(fastmix.cutmix)` ends with `Docs: …/cutmix.html.md`: the site has that page as markdown, beside its HTML"
+    import fastmix.mixers, pkgutil, importlib
+    for m in pkgutil.iter_modules(fastmix.__path__):
+        doc = importlib.import_module(f'fastmix.{m.name}').__doc__ or ''
+        if (link := re.search(r'Docs: \S+/(\S+\.html\.md)', doc)):
+            md = SITE/link[1]
+            assert md.exists() and (SITE/link[1][:-3]).exists() and len(md.read_text()) > 200, f'fastmix.{m.name}: {link[1]}'

@@ -202,3 +202,11 @@ def test_titles_of_masks_values_and_bad_arguments(dls):
     with pytest.raises(ValueError, match=r'show_mix shows image batches \(B, C, H, W\), got shape \(4, 2, 50\)'):
         show_mix(CutMix(seed=0), dls, n=4, batch=(torch.randn(4, 2, 50), torch.arange(4)))
     plt.close('all')
+
+def test_default_photos_without_the_demo_extra(monkeypatch):
+    "Without scikit-image, `fastmix preview`'s default photos are one line naming the extra, not a traceback from inside fastai's loader"
+    from fastmix.demo import photo_dls
+    from fastmix.cli import CLIError
+    monkeypatch.setitem(sys.modules, 'skimage', None)  # what an environment without it imports
+    monkeypatch.setitem(sys.modules, 'skimage.data', None)
+    with pytest.raises(CLIError, match=r"the default photos need scikit-image: pip install 'fastmix\[demo\]'"): photo_dls(bs=2)

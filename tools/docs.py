@@ -198,6 +198,13 @@ def build_site(src:Path, site:Path=ROOT/'_docs'):
                     str(src), str(out)], check=True)
     shutil.move(out, site)
 
+def write_md_pages(src:Path, site:Path):
+    "Each page as markdown beside its HTML (`<page>.html.md`, where the modules' docstrings point, as nbdev links them)"
+    for f in src.glob('*.ipynb'):
+        md = [c['source'] if c['cell_type'] == 'markdown' else f"```python\n{c['source']}\n```" for c in json.loads(f.read_text())['cells']
+              if c['cell_type'] == 'markdown' or 'remove-input' not in c['metadata'].get('tags', [])]
+        (site/f'{f.stem}.html.md').write_text('\n\n'.join(md) + '\n')
+
 def build_html(n_workers:int=2, reuse:bool=False)->bool:
     "The whole site: execute and process the notebooks, adapt them, render; print the time of each step"
     t0 = time.time()
@@ -205,6 +212,7 @@ def build_html(n_workers:int=2, reuse:bool=False)->bool:
     t1 = time.time()
     write_site_src(ROOT/'_proc', BUILD/'site')
     build_site(BUILD/'site')
+    write_md_pages(BUILD/'site', ROOT/'_docs')
     t2 = time.time()
     print(f'docs: notebooks executed and processed in {t1-t0:.0f} s, site rendered in {t2-t1:.0f} s -> _docs/index.html')
     return True
