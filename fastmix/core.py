@@ -15,7 +15,7 @@ from fastai.callback.mixup import MixHandler as _FastaiMix
 from .geometry import to_device, own_memory, Scratch, Blend
 
 # %% auto #0
-__all__ = ['Mix', 'check_number', 'check_range', 'mixed_loss', 'positive', 'flag', 'MixHandler']
+__all__ = ['Mix', 'label_weights', 'check_number', 'check_range', 'mixed_loss', 'positive', 'flag', 'MixHandler']
 
 # %% ../nbs/40_core.ipynb #5caab126
 @dataclass
@@ -35,6 +35,12 @@ class Mix:
     def blend(self, t:Tensor)->Tensor:
         "Label-style mix of `t`: `Σ_k weights[:, k] · t[idx[k]]`, broadcast over the trailing dims of `t`"
         return Blend(self.idx, self.weights, keep_base=False).apply(t)
+
+def label_weights(cols:list, bs:int, dev)->Tensor:
+    "(B, K) float32 label weights on `dev` from K host columns, each one number for the batch or one per image"
+    w = np.empty((bs, len(cols)), dtype=np.float32)
+    for k, c in enumerate(cols): w[:, k] = c  # (rounded as `astype` rounds; stacking the columns first costs more)
+    return to_device(w, dev)
 
 # %% ../nbs/40_core.ipynb #bf9465f5
 def _is_real(v): return isinstance(v, numbers.Real) and not isinstance(v, bool)
@@ -270,8 +276,8 @@ class MixHandler(Callback):
         if callable(a): a = check_number(name, self.value(a), 0, lo_open=True, sched_ok=False)
         return self.rng.beta(a, a, size=n)
     def perm(self, bs:int)->np.ndarray: return self.rng.permutation(bs)
-    def randint(self, hi, n:int)->np.ndarray:
-        "`n` draws uniform in `[0, hi)` (`hi` may be an array)"
+    def randint(self, hi, n:int|tuple)->np.ndarray:
+        "`n` draws uniform in `[0, hi)` (`hi` may be an array; `n` a shape)"
         return np.floor(self.rng.random(n) * hi).astype(np.int64)
     def pairs(self, bs:int)->np.ndarray:
         "(2, bs) host indices: each image, then its partner from a random permutation"

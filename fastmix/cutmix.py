@@ -49,12 +49,12 @@ class CutMix(MixHandler):
             return minmax_boxes(fracs, np.stack([self.rng.random(n) for _ in size], -1), size)
         lam = self.sample_beta('alpha', self.alpha, n)
         if on is not None: lam = np.where(on, lam, 1.)  # λ = 1: an empty box
-        return cutmix_boxes(lam, np.stack([self.randint(s, n) for s in size], -1), size)
+        return cutmix_boxes(lam, self.randint(np.asarray(size)[:, None], (len(size), n)).T, size)  # (as one axis after the other)
 
     def draw(self, x, on):
         bs, size = x.shape[0], tuple(x.shape[2:])  # (L,), (H, W) or (D, H, W)
         n = 1 if on is None else bs
         boxes, lam = self.boxes(n, size, on)
         idx = to_device(host := self.pairs(bs), x.device)
-        weights = to_device(np.broadcast_to(np.stack([lam, 1 - lam], -1), (bs, 2)).astype(np.float32), x.device)
+        weights = label_weights([lam, 1 - lam], bs, x.device)
         return Mix(idx, weights, BoxPaste(idx, boxes, size, like=x, host_idx=host))

@@ -76,5 +76,5 @@ class FMix(MixHandler):
         mask = top_mask(fourier_noise(self.rng, n, h, w, self.decay), k)
         share = k / (h * w)
         idx = to_device(host := self.pairs(bs), x.device)
-        weights = to_device(np.broadcast_to(np.stack([1 - share, share], -1), (bs, 2)).astype(np.float32), x.device)
+        weights = label_weights([1 - share, share], bs, x.device)
         return Mix(idx, weights, MaskPaste(idx, mask, host_idx=host, like=x))

@@ -264,9 +264,10 @@ class Paste:
         self._src = self._owner = self._rects = self._flat = None
         self.rows = idx.unbind(0)
         # per batch, each non-empty layer as plain numbers (destination corner, source corner, extent), made with the mix
-        d, r = self.d, self.rects[0]
-        self.layers = [(k, r[k, 0:2*d:2].tolist(), r[k, 2*d:].tolist(), (r[k, 1:2*d:2] - r[k, 0:2*d:2]).tolist())
-                       for k in range(int(keep_base), len(r)) if (r[k, 1:2*d:2] > r[k, 0:2*d:2]).all()] if len(self.rects) == 1 else None
+        # (Python lists: numpy on arrays this small costs a microsecond an op)
+        d, r = self.d, self.rects[0].tolist()
+        self.layers = [(k, l[0:2*d:2], l[2*d:], ext) for k, l in enumerate(r) if k >= keep_base
+                       and min(ext := [h - lo for lo, h in zip(l[0:2*d:2], l[1:2*d:2])]) > 0] if len(self.rects) == 1 else None
 
     def apply(self, t:Tensor, inplace:bool=False, scratch:Scratch=None)->Tensor:
         "Paste the layers of `t`'s sources; `t` is (B, *space) or (B, C, *space)"
@@ -300,7 +301,7 @@ class Paste:
         r, K = self.rects, self.rects.shape[1]
         if len(r) == 1:  # one box set: a slice assignment per layer
             own = np.zeros(size, dtype=np.int64)
-            for k in range(1, K): own[tuple(slice(*r[0, k, 2*a:2*a+2]) for a in range(self.d))] = k
+            for k, l in enumerate(r[0].tolist()[1:], 1): own[tuple(slice(*l[2*a:2*a+2]) for a in range(self.d))] = k
             return own.reshape(1, -1)
         inside = ((pos >= r[:, :, None, 0:2*self.d:2]) & (pos < r[:, :, None, 1:2*self.d:2])).all(-1)  # (n, K, N)
         return (inside * np.arange(K)[:, None]).max(1)
@@ -374,7 +375,9 @@ def cutmix_boxes(
     size, centres = np.asarray(size, dtype=np.int64), np.asarray(centres, dtype=np.int64).reshape(len(lam), -1)
     side = np.floor(size * _root(1. - np.asarray(lam, dtype=np.float64), len(size))[:, None] + .5).astype(np.int64)
     lo = centres - side // 2
-    boxes = np.stack([np.clip(lo, 0, size), np.clip(lo + side, 0, size)], -1).reshape(len(lam), -1)
+    boxes = np.empty((len(lam), len(size), 2), dtype=np.int64)  # (`np.clip` costs several times `minimum` and `maximum`)
+    boxes[..., 0], boxes[..., 1] = np.minimum(np.maximum(lo, 0), size), np.minimum(np.maximum(lo + side, 0), size)
+    boxes = boxes.reshape(len(lam), -1)
     return boxes, 1. - (boxes[:, 1::2] - boxes[:, 0::2]).prod(1) / size.prod()
 
 # %% ../nbs/41_geometry.ipynb #a711c326

@@ -32,9 +32,8 @@ class MixUp(MixHandler):
         bs = x.shape[0]
         lam = self.sample_beta('alpha', self.alpha, 1 if on is None else bs)
         if self.keep_dominant: lam = np.maximum(lam, 1 - lam)
-        lam = np.broadcast_to(lam, bs) if on is None else np.where(on, lam, 1.)
+        if on is not None: lam = np.where(on, lam, 1.)
         idx = to_device(self.pairs(bs), x.device)
-        wts = np.stack([lam, 1 - lam], 1).astype(np.float32)
-        weights = to_device(wts, x.device)
+        weights = label_weights([lam, 1 - lam], bs, x.device)
         # per batch every image weighs its partner the same: the pixels blend by a number, no weight tensor
-        return Mix(idx, weights, Blend(idx, weights, w=None if on is not None else float(wts[0, 1])))
+        return Mix(idx, weights, Blend(idx, weights, w=None if on is not None else float(np.float32(1 - lam[0]))))

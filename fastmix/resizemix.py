@@ -37,5 +37,5 @@ class ResizeMix(MixHandler):
         share = bh * bw / (h * w)
         pairs = self.pairs(bs)
         idx = to_device(pairs, x.device)
-        weights = to_device(np.broadcast_to(np.stack([1 - share, share], -1), (bs, 2)).astype(np.float32), x.device)
+        weights = label_weights([1 - share, share], bs, x.device)
         return Mix(idx, weights, ResizePaste(idx, np.stack([y0, y0 + bh, x0, x0 + bw], -1), pairs[1], like=x))

@@ -37,5 +37,5 @@ class RICAP(MixHandler):
             split, idx[0] = np.where(on[:, None], split, size), np.where(on, idx[0], np.arange(bs))
         rects, wts = ricap_rects(split, self.rng.random((d, n, K)), size)
         idx_d = to_device(idx, x.device)
-        weights = to_device(np.broadcast_to(wts, (bs, K)).astype(np.float32), x.device)
+        weights = label_weights(wts.T, bs, x.device)
         return Mix(idx_d, weights, TilePaste(idx_d, rects, idx, like=x))

@@ -97,8 +97,7 @@ def test_cutmix_clipped_box_pixels_and_weights(monkeypatch, centre, mode):
     x = provenance_batch(5, 2, H, W)
     cb = CutMix(mode=mode, seed=0)
     fix_beta(monkeypatch, cb, .3)
-    vals = iter(centre)
-    monkeypatch.setattr(cb, 'randint', lambda hi, n: np.full(n, next(vals)))
+    monkeypatch.setattr(cb, 'randint', lambda hi, n: np.broadcast_to(np.array(centre)[:, None], n))  # (axes, boxes) centres
     mix, (xm,), _ = cb.mix_batch((x,), (torch.arange(5),))
     check_provenance(x, xm, mix)
     y0, y1, x0, x1 = mix.geom.rects[0, 1, :4].tolist()
