@@ -225,7 +225,6 @@ class MixHandler(Callback):
     checks = {'p': lambda v: check_number('p', v, 0, 1), 'mode': _check_mode, 'off_epochs': _check_off_epochs,
               'off_pct': lambda v: check_number('off_pct', v, 0, 1, sched_ok=False), 'seed': _check_seed}
     at_input = True  # the mix applies to the input batch (`ManifoldMixUp`: only when the input is the layer drawn)
-    switches_kind = False  # per image, some images may be blended and others cut (`MixChoice` of MixUp and a cutting mixer)
     def __init__(self,
         p:float=1., # Probability that a batch (mode 'batch') or an image (mode 'sample') is mixed; number or schedule
         mode:str='batch', # 'batch': one draw per batch; 'sample': one draw per image
@@ -250,6 +249,10 @@ class MixHandler(Callback):
 
     @property
     def per_sample(self): return self.mode == 'sample'
+
+    def kinds(self)->set:
+        "Whether the mixes it may draw cut (`image_only`) or blend: {True} or {False}; both for a choice among mixers of both kinds"
+        return {self.image_only}
 
     def reseed(self):
         "Start the generator from `seed`, at this process's stream (`own_stream`)"
@@ -297,7 +300,7 @@ class MixHandler(Callback):
         if self.off_pct and pct is not None and pct >= 1 - self.off_pct: return False
         return True
 
-    def follows(self, t, x, sp, cuts:bool|None=True)->bool:
+    def follows(self, t, x, sp, cuts:bool|None)->bool:
         "Does input `t` get the geometry? While the input is mixed (`at_input`): maps over the positions `sp` of `x` ((B, *sp) or (B, C', *sp)); for flat batches, float tensors shaped like `x`; for a blend (`cuts` False), every float tensor of the batch"
         if not (self.at_input and isinstance(t, Tensor)): return False
         if cuts is False and t.is_floating_point() and t.ndim > 0 and t.shape[0] == x.shape[0]: return True  # (tabular features too: the whole sample is blended)
@@ -380,15 +383,15 @@ class MixHandler(Callback):
 
     def check_maps(self, yb:tuple, sp:tuple):
         "Errors for integer label maps (masks) the mixer can't carry, whatever a batch draws: blended for some images and cut for others, or cut at another size than the pixels"
+        kinds, d = self.kinds(), len(sp)
         for i, y in enumerate(yb):
             if not isinstance(y, Tensor) or y.is_floating_point(): continue
-            if self.switches_kind and _is_spatial(y, sp):  # whatever this batch drew: a class can't be blended
+            if _is_spatial(y, sp) and self.per_sample and len(kinds) > 1:  # whatever this batch drew: a class can't be blended
                 raise ValueError(f"{type(self).__name__}: per-sample switching between blending (MixUp) and cutting "
                                  "mixers can't mix segmentation masks (integer label maps); use mode='batch'")
             # a map at another resolution (a model that predicts at a stride) has the images' aspect: it can't follow a cut
-            # (`image_only`: a mixer that may cut, `MixChoice`'s too)
-            m, d = y.shape[y.ndim-len(sp):], len(sp)
-            if self.image_only and d >= 2 and y.ndim in (d + 1, d + 2) and min(m) > 1 and m != sp and len({a / b for a, b in zip(m, sp)}) == 1:
+            m = y.shape[y.ndim-d:]
+            if True in kinds and d >= 2 and y.ndim in (d + 1, d + 2) and min(m) > 1 and m != sp and len({a / b for a, b in zip(m, sp)}) == 1:
                 raise ValueError(f"{type(self).__name__} cuts the images ({'×'.join(map(str, sp))}), but target {i} is an integer map of "
                                  f"another size, shape {tuple(y.shape)}: its labels can't follow the cut. Give the masks the images' size, "
                                  "or use MixUp, which leaves masks to the loss")

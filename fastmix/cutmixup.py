@@ -89,14 +89,9 @@ class MixChoice(MixHandler):
         super().reseed()
         for m in self.under(): m.rng = self.rng  # one seed repeats the whole run
 
-    @property
-    def switches_kind(self)->bool:
-        "Per image, may some images be blended and others cut? (`image_only`: the mixers that cut)"
-        return self.per_sample and len(self.kinds()) > 1
-
     def kinds(self)->set:
-        "Whether each mixer it may pick (probability > 0, through nested choices) cuts: {True}, {False} or both"
-        return {k for m, q in zip(self.mixers, self.probs) if q > 0 for k in (m.kinds() if isinstance(m, MixChoice) else {m.image_only})}
+        "Whether the mixers it may pick (probability > 0, through nested choices) cut: {True}, {False} or both"
+        return {k for m, q in zip(self.mixers, self.probs) if q > 0 for k in m.kinds()}
 
     def under(self):
         "Every mixer it chooses from, and through nested choices theirs"
