@@ -37,9 +37,9 @@ class Mix:
         return Blend(self.idx, self.weights, keep_base=False).apply(t)
 
 def label_weights(cols:list, bs:int, dev)->Tensor:
-    "(B, K) float32 label weights on `dev` from K host columns, each one number for the batch or one per image"
-    w = np.empty((bs, len(cols)), dtype=np.float32)
-    for k, c in enumerate(cols): w[:, k] = c  # (rounded as `astype` rounds; stacking the columns first costs more)
+    "(B, K) float32 label weights on `dev` from K host columns, each one number for the batch or one per image; (n, B, K) from columns (n, 1) or (n, B)"
+    w = np.empty((*np.shape(cols[0])[:-1], bs, len(cols)), dtype=np.float32)
+    for k, c in enumerate(cols): w[..., k] = c  # (rounded as `astype` rounds; stacking the columns first costs more)
     return to_device(w, dev)
 
 # %% ../nbs/40_core.ipynb #bf9465f5
@@ -282,15 +282,23 @@ class MixHandler(Callback):
     def randint(self, hi, n:int|tuple)->np.ndarray:
         "`n` draws uniform in `[0, hi)` (`hi` may be an array; `n` a shape)"
         return np.floor(self.rng.random(n) * hi).astype(np.int64)
-    def pairs(self, bs:int)->np.ndarray:
-        "(2, bs) host indices: each image, then its partner from a random permutation"
-        idx = np.empty((2, bs), dtype=np.int64)
-        idx[0], idx[1] = np.arange(bs), self.perm(bs)  # faster than np.stack
-        return idx
+    def perms(self, bs:int, n:int)->np.ndarray:
+        "(n, bs) random permutations of the batch, one per row, in one call"
+        # (one batch: `permutation` costs a third of `permuted`)
+        return self.rng.permutation(bs)[None] if n == 1 else self.rng.permuted(np.broadcast_to(np.arange(bs), (n, bs)), axis=1)
+    def pairs(self, bs:int, n:int=None)->np.ndarray:
+        "(2, bs) host indices: each image, then its partner from a random permutation; (n, 2, bs) for `n` batches"
+        idx = np.empty((1 if n is None else n, 2, bs), dtype=np.int64)
+        idx[:, 0], idx[:, 1] = np.arange(bs), self.perms(bs, 1 if n is None else n)  # faster than np.stack
+        return idx if n is not None else idx[0]
 
     def draw(self, x:Tensor, on:np.ndarray|None)->Mix:
         "Return the `Mix` for batch `x`; `on` flags the images to mix in per-sample mode (None: the whole batch)"
-        raise NotImplementedError
+        if type(self).draws is MixHandler.draws: raise NotImplementedError(f"{type(self).__name__} defines neither `draw` nor `draws`")
+        return self.draws(x, 1, None if on is None else on[None])[0]
+    def draws(self, x:Tensor, n:int, on:np.ndarray|None)->list:
+        "The mixes of `n` batches shaped like `x`, `on` (n, bs) or None as in `draw`: a method that draws them at once overrides this"
+        return [self.draw(x, None if on is None else o) for o in (on if on is not None else [None] * n)]
 
     # -- which batches are mixed
     def mixing_now(self)->bool:
@@ -336,12 +344,16 @@ class MixHandler(Callback):
 
     def choose(self, x:Tensor)->Mix|None:
         "Whether batch `x` is mixed (probability `p`, per batch or per image) and if so its mix, else None"
+        return self.choose_many(x, 1)[0]
+    def choose_many(self, x:Tensor, n:int)->list:
+        "`choose` for `n` batches shaped like `x`, drawn at once"
         bs, p = x.shape[0], self.p
         if callable(p): p = check_number('p', self.value(p), 0, 1, sched_ok=False)
-        if self.per_sample:
-            on = self.rng.random(bs) < p
-            return self.draw(x, on) if on.any() else None
-        return self.draw(x, None) if self.rng.random() < p else None
+        on = self.rng.random((n, bs) if self.per_sample else n) < p
+        mixed = on.any(1) if self.per_sample else on
+        k = int(mixed.sum())
+        mixes = iter(self.draws(x, k, on[mixed] if self.per_sample else None) if k else ())
+        return [next(mixes) if m else None for m in mixed.tolist()]
 
     def next_mix(self, x:Tensor, n:int)->Mix|None:
         "`choose` for the next batch of a fit, drawn ahead with up to `n - 1` batches after it if they have `x`'s shape"
@@ -352,12 +364,10 @@ class MixHandler(Callback):
         # another shape while mixes are drawn ahead (an epoch's smaller last batch, shapes that vary from batch to batch):
         # its own draw, and the drawn mixes wait for their shape
         if self.ahead: return self.choose(x)
-        ahead, n = [], min(n, self.draw_ahead, max(1, _ahead_values // max(1, x.numel())))
-        while len(ahead) < n:
-            mix = self.choose(x)
-            if self.reads_schedule and ahead: break  # a schedule is read at its own batch's progress: dropped
-            ahead.append(mix)
-            if self.reads_schedule: break
+        n = 1 if self.reads_schedule else min(n, self.draw_ahead, max(1, _ahead_values // max(1, x.numel())))
+        ahead = self.choose_many(x, n)
+        # a schedule is read at each batch's own progress: the mixes drawn with the first one's are dropped
+        if self.reads_schedule: ahead = ahead[:1]
         self.ahead, self.ahead_key = ahead[::-1], key
         return self.ahead.pop()
 

@@ -51,10 +51,12 @@ class CutMix(MixHandler):
         if on is not None: lam = np.where(on, lam, 1.)  # λ = 1: an empty box
         return cutmix_boxes(lam, self.randint(np.asarray(size)[:, None], (len(size), n)).T, size)  # (as one axis after the other)
 
-    def draw(self, x, on):
+    def draws(self, x, n, on):
         bs, size = x.shape[0], tuple(x.shape[2:])  # (L,), (H, W) or (D, H, W)
-        n = 1 if on is None else bs
-        boxes, lam = self.boxes(n, size, on)
-        idx = to_device(host := self.pairs(bs), x.device)
-        weights = label_weights([lam, 1 - lam], bs, x.device)
-        return Mix(idx, weights, BoxPaste(idx, boxes, size, like=x, host_idx=host))
+        m = 1 if on is None else bs  # boxes per batch
+        boxes, lam = self.boxes(n * m, size, None if on is None else on.reshape(-1))
+        idx = to_device(host := self.pairs(bs, n), x.device)
+        weights = label_weights([lam := lam.reshape(n, m), 1 - lam], bs, x.device)
+        geoms = [BoxPaste(i, b, size, host_idx=h) for i, b, h in zip(idx.unbind(0), boxes.reshape(n, m, -1), host)]
+        BoxPaste.prepare_all(geoms, x)
+        return [Mix(i, w, g) for i, w, g in zip(idx.unbind(0), weights.unbind(0), geoms)]

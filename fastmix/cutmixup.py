@@ -103,16 +103,25 @@ class MixChoice(MixHandler):
         super().before_fit()
         for m in self.under(): m.learn,m.reads_schedule = self.learn,False  # so their schedules see the training progress
 
-    def choose(self, x):
-        mix = super().choose(x)
+    def choose_many(self, x, n):
+        mixes = super().choose_many(x, n)
         if any(m.reads_schedule for m in self.under()): self.reads_schedule = True  # theirs are read at each batch too
-        return mix
+        return mixes
 
-    def draw(self, x, on):
+    def draws(self, x, n, on):
+        pick = self.rng.choice(len(self.mixers), size=n if on is None else (n, x.shape[0]), p=self.probs)
+        if on is None:  # per batch: every batch's mixer at once, then each mixer's batches at once
+            drawn = [iter(m.draws(x, c, None) if c else ()) for m, c in zip(self.mixers, np.bincount(pick, minlength=len(self.mixers)).tolist())]
+            return [next(drawn[i]) for i in pick.tolist()]
+        # per image: each mixer draws at once the batches where it has images; then each batch joins its mixers' mixes
+        ons = [on & (pick == i) for i in range(len(self.mixers))]
+        has = [o.any(1) for o in ons]
+        drawn = [iter(m.draws(x, int(h.sum()), o[h]) if h.any() else ()) for m, o, h in zip(self.mixers, ons, has)]
+        return [self.join(x, pick[j], [next(d) if h[j] else None for d, h in zip(drawn, has)]) for j in range(n)]
+
+    def join(self, x, pick:np.ndarray, mixes:list)->Mix:
+        "One batch's mix from its images' choices `pick` (bs,) and each mixer's mix of the images that picked it (None: none did)"
         bs = x.shape[0]
-        if on is None: return self.mixers[self.rng.choice(len(self.mixers), p=self.probs)].draw(x, None)
-        pick = self.rng.choice(len(self.mixers), size=bs, p=self.probs)
-        mixes = [m.draw(x, on & (pick == i)) if (on & (pick == i)).any() else None for i, m in enumerate(self.mixers)]
         K = max(m.K for m in mixes if m is not None)
         idx = torch.arange(bs, device=x.device).expand(K, bs).clone()
         weights = torch.zeros(bs, K, device=x.device); weights[:, 0] = 1

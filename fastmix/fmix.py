@@ -67,14 +67,14 @@ class FMix(MixHandler):
         super().__init__(**kwargs)
         self.alpha,self.decay = alpha,decay
 
-    def draw(self, x, on):
+    def draws(self, x, n, on):
         bs, (h, w) = x.shape[0], x.shape[-2:]
-        n = 1 if on is None else bs
-        lam = self.sample_beta('alpha', self.alpha, n)
+        m = 1 if on is None else bs  # masks per batch
+        lam = self.sample_beta('alpha', self.alpha, (n, m))
         k = np.floor((1 - lam) * (h * w) + .5).astype(np.int64)  # the partner's pixels: its share, rounded
         if on is not None: k = np.where(on, k, 0)
-        mask = top_mask(fourier_noise(self.rng, n, h, w, self.decay), k)
+        mask = top_mask(fourier_noise(self.rng, n * m, h, w, self.decay), k.reshape(-1)).reshape(n, m, h, w)  # (one FFT for the window)
         share = k / (h * w)
-        idx = to_device(host := self.pairs(bs), x.device)
+        idx = to_device(host := self.pairs(bs, n), x.device)
         weights = label_weights([1 - share, share], bs, x.device)
-        return Mix(idx, weights, MaskPaste(idx, mask, host_idx=host, like=x))
+        return [Mix(i, wt, MaskPaste(i, mk, host_idx=hi, like=x)) for i, wt, mk, hi in zip(idx.unbind(0), weights.unbind(0), mask, host)]

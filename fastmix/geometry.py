@@ -285,26 +285,29 @@ class Paste:
 
     def flat_source(self, t:Tensor)->Tensor:
         "Index shaped like `t` of the source of every value of `t`, flattened: planned on the host, best when the mix is drawn"
-        if self._flat is None or self._flat[0] != (t.shape, t.device):
-            d, rects = self.d, self.rects
-            pos, pos_i, strides, ch = _grid(tuple(t.shape[1:]), d)  # ch: (r, 1) offsets of the channels, r·N apart from image to image
-            n, own = len(pos), self.host_owner(pos, t.shape[t.ndim-d:])
-            # a layer moves positions rigidly: source = position + (source corner − box corner), in image `idx[k, b]`
-            off = self.host_idx.T * (n * len(ch)) + (rects[..., 2*d:] - rects[..., 0:2*d:2]) @ strides  # (bs, K)
-            src = (off[:, own[0]] if len(own) == 1 else np.take_along_axis(off, own, 1)) + pos_i  # (bs, N): channel 0 of each source
-            flat = np.add(src[:, None], ch, order='C')  # (bs, r, N); numpy may otherwise lay a broadcast sum out as it likes
-            self._flat = (t.shape, t.device), to_device(flat.reshape(t.shape), t.device)
+        if self._flat is None or self._flat[0] != (t.shape, t.device): self.plan_flat([self], t)
         return self._flat[1]
 
-    def host_owner(self, pos:np.ndarray, size:tuple)->np.ndarray:
-        "(n, N) layer painting each of the positions `pos` (N, d) of `size`, on the host: the last whose box holds it"
-        r, K = self.rects, self.rects.shape[1]
-        if len(r) == 1:  # one box set: a slice assignment per layer
-            own = np.zeros(size, dtype=np.int64)
-            for k, l in enumerate(r[0].tolist()[1:], 1): own[tuple(slice(*l[2*a:2*a+2]) for a in range(self.d))] = k
-            return own.reshape(1, -1)
-        inside = ((pos >= r[:, :, None, 0:2*self.d:2]) & (pos < r[:, :, None, 1:2*self.d:2])).all(-1)  # (n, K, N)
-        return (inside * np.arange(K)[:, None]).max(1)
+    @staticmethod
+    def plan_flat(geoms:list, t:Tensor):
+        "`flat_source` for `t` of several geometries with the same number of layers and boxes (a window of mixes drawn ahead), in one host computation"
+        d, rects, idx = geoms[0].d, np.stack([g.rects for g in geoms]), np.stack([g.host_idx for g in geoms])  # (G, n, K, 3·d), (G, K, bs)
+        pos, pos_i, strides, ch = _grid(tuple(t.shape[1:]), d)  # ch: (r, 1) offsets of the channels, r·N apart from image to image
+        inside = ((pos >= rects[..., None, 0:2*d:2]) & (pos < rects[..., None, 1:2*d:2])).all(-1)  # (G, n, K, N)
+        own = (inside * np.arange(rects.shape[2])[:, None]).max(2)  # the layer painting each position: the last whose box holds it
+        # a layer moves positions rigidly: source = position + (source corner − box corner), in image `idx[k, b]`
+        off = idx.swapaxes(1, 2) * (len(pos) * len(ch)) + (rects[..., 2*d:] - rects[..., 0:2*d:2]) @ strides  # (G, bs, K)
+        src = np.take_along_axis(off, own, 2) + pos_i  # (G, bs, N): channel 0 of each source
+        flat = np.add(src[:, :, None], ch, order='C')  # (G, bs, r, N); numpy may otherwise lay a broadcast sum out as it likes
+        for g, f in zip(geoms, to_device(flat.reshape(len(geoms), *t.shape), t.device).unbind(0)): g._flat = (t.shape, t.device), f
+
+    @classmethod
+    def prepare_all(cls, geoms:list, like:Tensor):
+        "`prepare` each of `geoms` (alike: a window of mixes drawn ahead) for batches like `like`; the small-batch gathers in one computation"
+        if geoms and geoms[0].small(like): return cls.plan_flat(geoms, like)
+        for g in geoms: g.prepare(like)
+    def prepare(self, like:Tensor):
+        "Plan what applying to batches like `like` needs, while the mix is drawn (ahead); small batches: `prepare_all`"
 
     def per_image(self, t, inplace, scratch):
         "Boxes per image, on large images: every layer of every image one strided copy (its call costs little beside the copy)"
@@ -396,8 +399,9 @@ class BoxPaste(Paste):
         rects[:, 1, :2*d], rects[:, 1, 2*d:] = boxes, boxes[:, 0::2]
         super().__init__(idx, rects, keep_base=True, host_idx=host_idx)
         self.spans = {}
-        if like is not None and self.small(like): self.flat_source(like)
-        elif like is not None and len(boxes) > 1: self.box_spans(like)
+        if like is not None: self.prepare_all([self], like)
+    def prepare(self, like):
+        if len(self.rects) > 1: self.box_spans(like)
 
     def box_spans(self, t:Tensor)->list:
         "The boxes' 0/1 spans along each spatial axis ((n, size) each), as `_select` wants them for `t`: made once per dtype and device"
@@ -466,8 +470,9 @@ class TilePaste(Paste):
     ):
         super().__init__(idx, rects, host_idx=host_idx)
         self.plans = {}
-        if like is not None and self.small(like): self.flat_source(like)
-        elif like is not None and len(self.rects) > 1 and self.d == 2 and _dense(like): self.plan(like)
+        if like is not None: self.prepare_all([self], like)
+    def prepare(self, like):
+        if len(self.rects) > 1 and self.d == 2 and _dense(like): self.plan(like)
 
     def per_sample(self, t, inplace, scratch):
         "Each output row is a wide and a narrow piece, each a run of one source row: one window gather per piece"

@@ -28,12 +28,13 @@ class MixUp(MixHandler):
         super().__init__(**kwargs)
         self.alpha,self.keep_dominant = alpha,keep_dominant
 
-    def draw(self, x, on):
+    def draws(self, x, n, on):
         bs = x.shape[0]
-        lam = self.sample_beta('alpha', self.alpha, 1 if on is None else bs)
+        lam = self.sample_beta('alpha', self.alpha, (n, 1 if on is None else bs))
         if self.keep_dominant: lam = np.maximum(lam, 1 - lam)
         if on is not None: lam = np.where(on, lam, 1.)
-        idx = to_device(self.pairs(bs), x.device)
+        idx = to_device(self.pairs(bs, n), x.device)
         weights = label_weights([lam, 1 - lam], bs, x.device)
         # per batch every image weighs its partner the same: the pixels blend by a number, no weight tensor
-        return Mix(idx, weights, Blend(idx, weights, w=None if on is not None else float(np.float32(1 - lam[0]))))
+        w = (1 - lam[:, 0]).astype(np.float32).tolist() if on is None else [None] * n
+        return [Mix(i, wt, Blend(i, wt, w=v)) for i, wt, v in zip(idx.unbind(0), weights.unbind(0), w)]

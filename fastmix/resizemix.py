@@ -26,16 +26,16 @@ class ResizeMix(MixHandler):
         super().__init__(**kwargs)
         self.scale = scale
 
-    def draw(self, x, on):
+    def draws(self, x, n, on):
         bs, (h, w) = x.shape[0], x.shape[-2:]
-        n = 1 if on is None else bs
+        m = 1 if on is None else bs  # boxes per batch
         lo, hi = self.scale
-        tau = lo + (hi - lo) * self.rng.random(n)
+        tau = lo + (hi - lo) * self.rng.random((n, m))
         if on is not None: tau = np.where(on, tau, 0.)  # τ = 0: nothing pasted
         bh, bw = np.floor(tau * h + .5).astype(np.int64), np.floor(tau * w + .5).astype(np.int64)
-        y0, x0 = self.randint(h - bh + 1, n), self.randint(w - bw + 1, n)  # the box lies inside the image
+        y0, x0 = self.randint(h - bh + 1, (n, m)), self.randint(w - bw + 1, (n, m))  # the box lies inside the image
         share = bh * bw / (h * w)
-        pairs = self.pairs(bs)
-        idx = to_device(pairs, x.device)
+        idx = to_device(pairs := self.pairs(bs, n), x.device)
         weights = label_weights([1 - share, share], bs, x.device)
-        return Mix(idx, weights, ResizePaste(idx, np.stack([y0, y0 + bh, x0, x0 + bw], -1), pairs[1], like=x))
+        boxes = np.stack([y0, y0 + bh, x0, x0 + bw], -1)
+        return [Mix(i, wt, ResizePaste(i, b, p[1], like=x)) for i, wt, b, p in zip(idx.unbind(0), weights.unbind(0), boxes, pairs)]

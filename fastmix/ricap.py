@@ -27,15 +27,17 @@ class RICAP(MixHandler):
         super().__init__(**kwargs)
         self.beta = beta
 
-    def draw(self, x, on):
+    def draws(self, x, n, on):
         bs, size = x.shape[0], tuple(x.shape[2:])  # (L,), (H, W) or (D, H, W)
-        n, d, K = 1 if on is None else bs, len(size), 2 ** len(size)
+        m, d, K = 1 if on is None else bs, len(size), 2 ** len(size)  # m: boundary points per batch
         # the boundary point, drawn along the last axis first (the paper's `(w, h)`)
-        split = np.stack([np.floor(s * self.sample_beta('beta', self.beta, n) + .5) for s in size[::-1]][::-1], -1)
-        idx = np.stack([self.perm(bs) for _ in range(K)])
+        split = np.stack([np.floor(s * self.sample_beta('beta', self.beta, (n, m)) + .5) for s in size[::-1]][::-1], -1)
+        idx = self.perms(bs, n * K).reshape(n, K, bs)
         if on is not None:  # an image left out is tile 0 alone: itself, whole
-            split, idx[0] = np.where(on[:, None], split, size), np.where(on, idx[0], np.arange(bs))
-        rects, wts = ricap_rects(split, self.rng.random((d, n, K)), size)
+            split, idx[:, 0] = np.where(on[..., None], split, size), np.where(on, idx[:, 0], np.arange(bs))
+        rects, wts = ricap_rects(split.reshape(n * m, d), self.rng.random((d, n * m, K)), size)
         idx_d = to_device(idx, x.device)
-        weights = label_weights(wts.T, bs, x.device)
-        return Mix(idx_d, weights, TilePaste(idx_d, rects, idx, like=x))
+        weights = label_weights(list(np.moveaxis(wts.reshape(n, m, K), -1, 0)), bs, x.device)
+        geoms = [TilePaste(i, r, h) for i, r, h in zip(idx_d.unbind(0), rects.reshape(n, m, K, -1), idx)]
+        TilePaste.prepare_all(geoms, x)
+        return [Mix(i, w, g) for i, w, g in zip(idx_d.unbind(0), weights.unbind(0), geoms)]

@@ -6,6 +6,7 @@ from fastmix.core import *
 import numpy as np
 from torch.utils._python_dispatch import TorchDispatchMode
 from fastmix.geometry import Scratch
+from fastmix.testing import provenance_batch, check_provenance
 from helpers import synth_learner
 
 def mixes_of_a_fit(make, epochs=2, **kw):
@@ -21,14 +22,39 @@ def mixes_of_a_fit(make, epochs=2, **kw):
 
 @pytest.mark.parametrize('make', [lambda: MixUp(seed=3), lambda: CutMix(mode='sample', p=.5, seed=3), lambda: RICAP(mode='sample', seed=3),
                                   lambda: CutMixUp(p=.7, seed=3)])
-def test_drawing_ahead_gives_the_same_mixes_as_drawing_each_batch(make):
-    "While the batch shape stays, mixes drawn ahead in one loop are the ones drawn batch by batch, in the same order"
-    ahead, each = mixes_of_a_fit(make), mixes_of_a_fit(make, draw_ahead=1)
-    assert len(ahead) == len(each) == 12
-    for a, b in zip(ahead, each):
-        assert (a is None) == (b is None)
-        if a is not None: assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
-    assert len({None if a is None else a[0].tolist().__repr__() for a in ahead}) > 2  # and they do differ batch to batch
+def test_mixes_drawn_ahead_repeat_with_the_seed(make):
+    "A window of mixes is drawn at once: a seeded fit repeats it exactly, and each batch gets a mix of its own"
+    a, b = mixes_of_a_fit(make), mixes_of_a_fit(make)
+    assert len(a) == len(b) == 12
+    for u, v in zip(a, b):
+        assert (u is None) == (v is None)
+        if u is not None: assert torch.equal(u[0], v[0]) and torch.equal(u[1], v[1])
+    assert len({None if u is None else u[0].tolist().__repr__() for u in a}) > 2  # and they do differ batch to batch
+
+# a small batch (its gathers planned together), a larger one, and volumes for the mixers that cut them
+WINDOW_CASES = [(cls, mode, shape) for cls in (MixUp, CutMix, RICAP, FMix, ResizeMix, CutMixUp) for mode in ('batch', 'sample')
+                for shape in ((4, 3, 8, 8), (5, 2, 60, 60), (3, 2, 6, 5, 4)) if len(shape) == 4 or cls in (CutMix, RICAP)]
+@pytest.mark.parametrize('cls,mode,shape', WINDOW_CASES)
+def test_every_mix_of_a_window_is_exact(cls, mode, shape):
+    "Mixes drawn together (small batches: their gathers planned in one computation) each move their own pixels by their own weights"
+    x = provenance_batch(*shape)
+    mixes = cls(mode=mode, p=.7, seed=0).choose_many(x, 12)
+    for mix in mixes:
+        if mix is not None: check_provenance(x, mix.geom.apply(x.clone()), mix)
+    drawn = [(m.idx.tolist().__repr__(), m.weights.tolist().__repr__()) for m in mixes if m is not None]
+    assert len(drawn) > 3 and len(set(drawn)) > len(drawn) // 2  # each its own draw (8×8 images have few box sizes: some alike)
+
+def test_window_draws_are_distributed_as_one_at_a_time():
+    "λ ~ Beta(α, α) and uniform partners, whether a mix comes first in its window or later"
+    from scipy import stats
+    cb, x = MixUp(alpha=.7, seed=0), torch.zeros(4, 1, 2, 2)
+    mixes = [m for _ in range(150) for m in cb.choose_many(x, 20)]
+    lam = np.array([m.weights[0, 0].item() for m in mixes])
+    first = lam[::20]
+    assert stats.kstest(lam, stats.beta(.7, .7).cdf).pvalue > 1e-3 and stats.kstest(first, stats.beta(.7, .7).cdf).pvalue > 1e-3
+    perms = [tuple(m.idx[1].tolist()) for m in mixes]
+    counts = np.array([perms.count(p) for p in set(perms)])
+    assert len(counts) == 24 and stats.chisquare(counts).pvalue > 1e-3  # all 4! orders, equally often
 
 @pytest.mark.parametrize('make', [lambda s: MixUp(p=s, seed=0), lambda s: CutMixUp(p=s, seed=0),
                                   lambda s: CutMixUp(p=s, mixup_alpha=lambda pct: .1 + pct, switch_prob=0., seed=0)])
