@@ -239,6 +239,11 @@ class MixHandler(Callback):
         self.hidden_yb = self.ahead = self.ahead_key = self.rng_back = None
         self.reads_schedule = False  # set once a hyper-parameter turns out to be a schedule: no drawing ahead
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # a subclass that overrides `draw` below a method that draws windows at once (`draws`): its `draw`, batch by batch
+        if 'draw' in cls.__dict__ and 'draws' not in cls.__dict__: cls.draws = MixHandler.draws
+
     def __setattr__(self, name, value):
         # fastai checks every attribute set on a callback against the learner's, which costs more than a whole
         # per-batch mix at small sizes: per-batch state skips that check (its names shadow nothing)
@@ -294,8 +299,10 @@ class MixHandler(Callback):
 
     def draw(self, x:Tensor, on:np.ndarray|None)->Mix:
         "Return the `Mix` for batch `x`; `on` flags the images to mix in per-sample mode (None: the whole batch)"
-        if type(self).draws is MixHandler.draws: raise NotImplementedError(f"{type(self).__name__} defines neither `draw` nor `draws`")
-        return self.draws(x, 1, None if on is None else on[None])[0]
+        # the method's own `draws` (a subclass's `draw` that calls this one has `draws` as the loop over `draw`)
+        draws = next((d for c in type(self).__mro__ if (d := c.__dict__.get('draws', MixHandler.draws)) is not MixHandler.draws), None)
+        if draws is None: raise NotImplementedError(f"{type(self).__name__} defines neither `draw` nor `draws`")
+        return draws(self, x, 1, None if on is None else np.asarray(on)[None])[0]
     def draws(self, x:Tensor, n:int, on:np.ndarray|None)->list:
         "The mixes of `n` batches shaped like `x`, `on` (n, bs) or None as in `draw`: a method that draws them at once overrides this"
         return [self.draw(x, None if on is None else o) for o in (on if on is not None else [None] * n)]

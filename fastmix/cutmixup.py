@@ -113,25 +113,23 @@ class MixChoice(MixHandler):
         if on is None:  # per batch: every batch's mixer at once, then each mixer's batches at once
             drawn = [iter(m.draws(x, c, None) if c else ()) for m, c in zip(self.mixers, np.bincount(pick, minlength=len(self.mixers)).tolist())]
             return [next(drawn[i]) for i in pick.tolist()]
-        # per image: each mixer draws at once the batches where it has images; then each batch joins its mixers' mixes
-        ons = [on & (pick == i) for i in range(len(self.mixers))]
+        # per image: each mixer draws at once the batches where it has images (`has`); then the window's indices and
+        # weights take, image by image, those of the mixer it picked (images mixed by none: themselves, weight 1)
+        bs, ons = x.shape[0], [on & (pick == i) for i in range(len(self.mixers))]
         has = [o.any(1) for o in ons]
-        drawn = [iter(m.draws(x, int(h.sum()), o[h]) if h.any() else ()) for m, o, h in zip(self.mixers, ons, has)]
-        return [self.join(x, pick[j], [next(d) if h[j] else None for d, h in zip(drawn, has)]) for j in range(n)]
-
-    def join(self, x, pick:np.ndarray, mixes:list)->Mix:
-        "One batch's mix from its images' choices `pick` (bs,) and each mixer's mix of the images that picked it (None: none did)"
-        bs = x.shape[0]
-        K = max(m.K for m in mixes if m is not None)
-        idx = torch.arange(bs, device=x.device).expand(K, bs).clone()
-        weights = torch.zeros(bs, K, device=x.device); weights[:, 0] = 1
-        pick_t = to_device(pick, x.device)
-        for i, m in enumerate(mixes):
-            if m is None: continue
-            sel = pick_t == i
-            idx[:m.K] = torch.where(sel, m.idx, idx[:m.K])
-            weights[:, :m.K] = torch.where(sel[:, None], m.weights, weights[:, :m.K])
-        return Mix(idx, weights, Select(pick_t, [m.geom if m is not None else None for m in mixes], idx[1] if K == 2 else None))
+        drawn = [m.draws(x, int(h.sum()), o[h]) if h.any() else [] for m, o, h in zip(self.mixers, ons, has)]
+        K, pick_t = max(d[0].K for d in drawn if d), to_device(pick, x.device)
+        idx = torch.arange(bs, device=x.device).expand(n, K, bs).clone()
+        weights = torch.zeros(n, bs, K, device=x.device); weights[..., 0] = 1
+        for i, d in enumerate(drawn):
+            if not d: continue
+            rows, k = to_device(np.flatnonzero(has[i]), x.device), d[0].K
+            sel = pick_t[rows] == i
+            idx[rows, :k] = torch.where(sel[:, None], torch.stack([m.idx for m in d]), idx[rows, :k])
+            weights[rows, :, :k] = torch.where(sel[..., None], torch.stack([m.weights for m in d]), weights[rows, :, :k])
+        geoms = [iter([m.geom for m in d]) for d in drawn]
+        return [Mix(i, w, Select(p, [next(g) if h[j] else None for g, h in zip(geoms, has)], i[1] if K == 2 else None))
+                for j, (i, w, p) in enumerate(zip(idx.unbind(0), weights.unbind(0), pick_t.unbind(0)))]
 
 # %% ../nbs/04_cutmixup.ipynb #fba34d99
 class CutMixUp(MixChoice):

@@ -198,3 +198,19 @@ def test_shapes_that_vary_draw_once_a_batch():
     cb.draw = counted
     for i in range(40): cb.mix_batch((torch.randn(8, 3, 16, 16 + i % 2),), (torch.arange(8),), ahead=40 - i)
     assert n <= 32 + 20  # one window for the first shape (20 of its batches use it), one draw per batch of the other
+
+def test_a_subclass_that_overrides_draw_is_drawn_by_it():
+    "A subclass of a built-in method that draws its own way (`draw`) is used batch by batch: outside a fit, in a window, through its parent's draw"
+    calls = []
+    class LoggedCutMix(CutMix):
+        def draw(self, x, on): calls.append(on is None); return super().draw(x, on)
+    x = provenance_batch(8, 3, 6, 9)
+    mix, (xm,), _ = LoggedCutMix(seed=0).mix_batch((x,), (torch.arange(8),))
+    check_provenance(x, xm, mix)
+    assert calls == [True]
+    mixes = LoggedCutMix(mode='sample', seed=0).choose_many(x, 10)
+    assert len(calls) == 11 and not any(calls[1:])
+    for m in mixes: check_provenance(x, m.geom.apply(x.clone()), m)
+    class Neither(MixHandler): pass
+    with pytest.raises(NotImplementedError, match='Neither defines neither'): Neither(seed=0).mix_batch((x,), (torch.arange(8),))
+    assert CutMix(seed=0).draw(x, [True, False] * 4).weights[1::2, 0].eq(1).all()  # `on` may be a list
