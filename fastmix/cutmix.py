@@ -55,8 +55,8 @@ class CutMix(MixHandler):
         bs, size = x.shape[0], tuple(x.shape[2:])  # (L,), (H, W) or (D, H, W)
         m = 1 if on is None else bs  # boxes per batch
         boxes, lam = self.boxes(n * m, size, None if on is None else on.reshape(-1))
-        idx = to_device(host := self.pairs(bs, n), x.device)
+        ids = to_device(host := self.pairs(bs, n), x.device).unbind(0)  # each batch's (2, B) indices
         weights = label_weights([lam := lam.reshape(n, m), 1 - lam], bs, x.device)
-        geoms = [BoxPaste(i, b, size, host_idx=h) for i, b, h in zip(idx.unbind(0), boxes.reshape(n, m, -1), host)]
+        geoms = [BoxPaste(i, b, size, host_idx=h) for i, b, h in zip(ids, boxes.reshape(n, m, -1), host)]
         BoxPaste.prepare_all(geoms, x)
-        return [Mix(i, w, g) for i, w, g in zip(idx.unbind(0), weights.unbind(0), geoms)]
+        return list(map(Mix, ids, weights.unbind(0), geoms))

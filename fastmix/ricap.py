@@ -36,8 +36,8 @@ class RICAP(MixHandler):
         if on is not None:  # an image left out is tile 0 alone: itself, whole
             split, idx[:, 0] = np.where(on[..., None], split, size), np.where(on, idx[:, 0], np.arange(bs))
         rects, wts = ricap_rects(split.reshape(n * m, d), self.rng.random((d, n * m, K)), size)
-        idx_d = to_device(idx, x.device)
+        ids = to_device(idx, x.device).unbind(0)  # each batch's (K, B) indices on the device
         weights = label_weights(list(np.moveaxis(wts.reshape(n, m, K), -1, 0)), bs, x.device)
-        geoms = [TilePaste(i, r, h) for i, r, h in zip(idx_d.unbind(0), rects.reshape(n, m, K, -1), idx)]
+        geoms = [TilePaste(i, r, h) for i, r, h in zip(ids, rects.reshape(n, m, K, -1), idx)]
         TilePaste.prepare_all(geoms, x)
-        return [Mix(i, w, g) for i, w, g in zip(idx_d.unbind(0), weights.unbind(0), geoms)]
+        return list(map(Mix, ids, weights.unbind(0), geoms))
