@@ -290,7 +290,7 @@ class MixHandler(Callback):
     def perms(self, bs:int, n:int)->np.ndarray:
         "(n, bs) random permutations of the batch, one per row, in one call"
         # (one batch: `permutation` costs a third of `permuted`)
-        return self.rng.permutation(bs)[None] if n == 1 else self.rng.permuted(np.broadcast_to(np.arange(bs), (n, bs)), axis=1)
+        return self.perm(bs)[None] if n == 1 else self.rng.permuted(np.broadcast_to(np.arange(bs), (n, bs)), axis=1)
     def pairs(self, bs:int, n:int=None)->np.ndarray:
         "(2, bs) host indices: each image, then its partner from a random permutation; (n, 2, bs) for `n` batches"
         idx = np.empty((1 if n is None else n, 2, bs), dtype=np.int64)
