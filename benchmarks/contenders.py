@@ -231,11 +231,16 @@ def event_contenders(baseline=None)->list:
     mixers in both modes, fastai's MixUp and CutMix, a no-op callback; with `baseline` (another fastmix revision, see
     `runner.baseline_package`), its mixers too, as kind `baseline`. timm's batch `Mixup` is timed apart (called directly)."""
     import fastai.callback.mixup as fa
+    from fastai.callback.schedule import SchedLin
     cs = [C('brackets alone', 'event', 'floor', lambda: None), C('no-op callback', 'event', 'floor', noop_callback)]
     for pre, kind, ms in [('fastmix', 'fastmix', mixers())] + ([('before', 'baseline', baseline_mixers(baseline))] if baseline else []):
         for label, m in ms:
             for mode in MODES:
                 cs.append(C(f'{pre} {label}({mode})', f'event {label}/{mode}', kind, lambda m=m, mode=mode: m(mode=mode, seed=0), 'no-op callback'))
+        # α a schedule, read at each batch's own progress (until 8073727 a fit that read one drew each batch alone)
+        if (cut := dict(ms).get('CutMix')) is not None:
+            cs.append(C(f'{pre} CutMix(batch), α schedule', 'event CutMix/batch', kind,
+                        lambda m=cut: m(mode='batch', seed=0, alpha=SchedLin(.2, 1.)), 'no-op callback'))
     cs.append(C('fastai MixUp', 'event MixUp/sample', 'peer', lambda: fa.MixUp(.4), 'no-op callback'))
     cs.append(C('fastai CutMix', 'event CutMix/batch', 'peer', lambda: fa.CutMix(1.), 'no-op callback'))
     if _timm_mixup() is not None:

@@ -7,6 +7,7 @@ Docs: https://fastmix.github.io/fastmix/core.html.md"""
 # %% ../nbs/40_core.ipynb #30bd3347
 from __future__ import annotations
 import math, numbers, random, sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 import numpy as np, torch
 from torch import Tensor
@@ -149,7 +150,7 @@ def mixed_loss(
 
 # %% ../nbs/40_core.ipynb #afdd7140
 _modes = ('batch', 'sample')
-_per_batch = frozenset({'mix', 'hidden_yb', 'ahead', 'ahead_key', 'reads_schedule'})  # callback attributes written every batch
+_per_batch = frozenset({'mix', 'hidden_yb', 'ahead', 'ahead_key', 'at'})  # callback attributes written every batch
 _ahead_values = 1 << 22  # mixes drawn ahead are for at most about this many input values (bounds what they hold)
 
 def _space(x:Tensor)->tuple:
@@ -237,7 +238,7 @@ class MixHandler(Callback):
         self.mode,self.off_epochs,self.mix,self.scratch = mode,off_epochs,None,Scratch()
         self.seed = seed  # (starts the generator: `reseed`)
         self.hidden_yb = self.ahead = self.ahead_key = self.rng_back = None
-        self.reads_schedule = False  # set once a hyper-parameter turns out to be a schedule: no drawing ahead
+        self.at = None  # while batches are drawn: which ones, counted from the batch now (`drawing_at`); schedules read their progress
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -274,14 +275,29 @@ class MixHandler(Callback):
         bg.state, self.rng_rank = bg.jumped(rank + (rank < self.rng_rank)).state, rank
 
     # -- draws from the handler's generator (host side: nothing waits on the device)
-    def value(self, v):
-        "Current value of hyper-parameter `v`: a number, or a schedule evaluated at the training progress"
+    def progress(self, at:np.ndarray)->np.ndarray:
+        "Training progress in [0, 1] (fastai's `pct_train`) of the batches `at` ((n,) ints) places after the one now, as fastai's loop will advance it"
+        learn = getattr(self, 'learn', None)
+        pct = float(getattr(learn, 'pct_train', 0.) or 0.)
+        n_iter, n_epoch = getattr(learn, 'n_iter', 0), getattr(learn, 'n_epoch', 0)
+        step = 1 / (n_iter * n_epoch) if n_iter and n_epoch else 0.  # what `TrainEvalCallback.after_batch` adds each batch
+        return np.clip(np.cumsum([pct] + [step] * int(at.max()))[at], 0., 1.)  # (added one by one, as fastai adds them: the same floats)
+    @contextmanager
+    def drawing_at(self, at:np.ndarray|None):
+        "While drawing the batches `at` ((n,) ints: batches after the one now; None: the one now): what schedules read"
+        old, self.at = self.at, at
+        try: yield
+        finally: self.at = old
+    def value(self, v, check=None):
+        "Hyper-parameter `v` for the batches being drawn: `v` if a number; a schedule's value at each one's progress, passed through `check` (a number for one batch, else an array)"
         if not callable(v): return v
-        self.reads_schedule = True
-        return v(min(max(float(getattr(self, 'pct_train', 0.) or 0.), 0.), 1.))
-    def sample_beta(self, name:str, a, n:int)->np.ndarray:
-        "`n` draws of `Beta(a, a)`, `a` being the current value of hyper-parameter `name`"
-        if callable(a): a = check_number(name, self.value(a), 0, lo_open=True, sched_ok=False)
+        vs = [v(float(p)) for p in self.progress(np.zeros(1, int) if self.at is None else self.at)]
+        if check is not None: vs = [check(u) for u in vs]
+        return vs[0] if len(vs) == 1 else np.array(vs, dtype=np.float64)
+    def sample_beta(self, name:str, a, n:int|tuple)->np.ndarray:
+        "`n` draws of `Beta(a, a)`, `a` the value of hyper-parameter `name`; `n` (a shape) leads with the batches being drawn: a schedule gives each its own `a`"
+        if callable(a): a = self.value(a, lambda u: check_number(name, u, 0, lo_open=True, sched_ok=False))
+        if np.ndim(a): a = np.broadcast_to(a[:, None], (len(a), math.prod(np.atleast_1d(n)) // len(a))).reshape(n)
         return self.rng.beta(a, a, size=n)
     def perm(self, bs:int)->np.ndarray: return self.rng.permutation(bs)
     def randint(self, hi, n:int|tuple)->np.ndarray:
@@ -305,7 +321,10 @@ class MixHandler(Callback):
         return draws(self, x, 1, None if on is None else np.asarray(on)[None])[0]
     def draws(self, x:Tensor, n:int, on:np.ndarray|None)->list:
         "The mixes of `n` batches shaped like `x`, `on` (n, bs) or None as in `draw`: a method that draws them at once overrides this"
-        return [self.draw(x, None if on is None else o) for o in (on if on is not None else [None] * n)]
+        at = self.at
+        def one(i):
+            with self.drawing_at(None if at is None else at[i:i+1]): return self.draw(x, None if on is None else on[i])
+        return [one(i) for i in range(n)]
 
     # -- which batches are mixed
     def mixing_now(self)->bool:
@@ -353,13 +372,16 @@ class MixHandler(Callback):
         "Whether batch `x` is mixed (probability `p`, per batch or per image) and if so its mix, else None"
         return self.choose_many(x, 1)[0]
     def choose_many(self, x:Tensor, n:int)->list:
-        "`choose` for `n` batches shaped like `x`, drawn at once"
+        "`choose` for `n` batches shaped like `x`, drawn at once; schedules are read at each batch's own progress"
         bs, p = x.shape[0], self.p
-        if callable(p): p = check_number('p', self.value(p), 0, 1, sched_ok=False)
-        on = self.rng.random((n, bs) if self.per_sample else n) < p
-        mixed = on.any(1) if self.per_sample else on
-        k = int(mixed.sum())
-        mixes = iter(self.draws(x, k, on[mixed] if self.per_sample else None) if k else ())
+        old, self.at = self.at, np.arange(n)  # (`drawing_at`, without its cost: a draw alone is a hot path too)
+        try:
+            if callable(p): p = self.value(p, lambda u: check_number('p', u, 0, 1, sched_ok=False))
+            on = self.rng.random((n, bs) if self.per_sample else n) < (p[:, None] if self.per_sample and np.ndim(p) else p)
+            mixed = on.any(1) if self.per_sample else on
+            k, self.at = int(mixed.sum()), self.at[mixed]
+            mixes = iter(self.draws(x, k, on[mixed] if self.per_sample else None) if k else ())
+        finally: self.at = old
         return [next(mixes) if m else None for m in mixed.tolist()]
 
     def next_mix(self, x:Tensor, n:int)->Mix|None:
@@ -369,13 +391,10 @@ class MixHandler(Callback):
         key = (x.shape, x.dtype, x.device)
         if self.ahead and self.ahead_key == key: return self.ahead.pop()
         # another shape while mixes are drawn ahead (an epoch's smaller last batch, shapes that vary from batch to batch):
-        # its own draw, and the drawn mixes wait for their shape
+        # its own draw, and the drawn mixes wait for their shape (read by a schedule, their progress is then a batch late)
         if self.ahead: return self.choose(x)
-        n = 1 if self.reads_schedule else min(n, self.draw_ahead, max(1, _ahead_values // max(1, x.numel())))
-        ahead = self.choose_many(x, n)
-        # a schedule is read at each batch's own progress: the mixes drawn with the first one's are dropped
-        if self.reads_schedule: ahead = ahead[:1]
-        self.ahead, self.ahead_key = ahead[::-1], key
+        n = min(n, self.draw_ahead, max(1, _ahead_values // max(1, x.numel())))
+        self.ahead, self.ahead_key = self.choose_many(x, n)[::-1], key
         return self.ahead.pop()
 
     def mix_batch(self,
@@ -444,7 +463,7 @@ class MixHandler(Callback):
     # -- fastai events
     # the events read the learner's attributes through `learn`: `self.xb` would go through fastai's `GetAttr`
     def before_fit(self):
-        self.mix = self.hidden_yb = self.ahead = None; self.reads_schedule = False; self.check_alone(); self.own_stream()
+        self.mix = self.hidden_yb = self.ahead = None; self.check_alone(); self.own_stream()
         # `lr_find` trains as the fit will (mixed), then puts the model back: the draws go back too, so a seeded fit after it draws as without it
         self.rng_back = self.rng.bit_generator.state if hasattr(self.learn, 'lr_finder') else None
     def before_epoch(self): self.ahead = None  # hyper-parameters set between epochs apply from the next one

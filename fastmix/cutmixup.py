@@ -101,23 +101,23 @@ class MixChoice(MixHandler):
 
     def before_fit(self):
         super().before_fit()
-        for m in self.under(): m.learn,m.reads_schedule = self.learn,False  # so their schedules see the training progress
+        for m in self.under(): m.learn = self.learn  # so their schedules see the training progress
 
-    def choose_many(self, x, n):
-        mixes = super().choose_many(x, n)
-        if any(m.reads_schedule for m in self.under()): self.reads_schedule = True  # theirs are read at each batch too
-        return mixes
+    def sub_draws(self, m:MixHandler, rows:np.ndarray, x:Tensor, on)->list:
+        "Mixer `m`'s mixes of the window's batches `rows` (a boolean mask), each at its own training progress"
+        if not rows.any(): return []
+        with m.drawing_at(None if self.at is None else self.at[rows]): return m.draws(x, int(rows.sum()), on)
 
     def draws(self, x, n, on):
         pick = self.rng.choice(len(self.mixers), size=n if on is None else (n, x.shape[0]), p=self.probs)
         if on is None:  # per batch: every batch's mixer at once, then each mixer's batches at once
-            drawn = [iter(m.draws(x, c, None) if c else ()) for m, c in zip(self.mixers, np.bincount(pick, minlength=len(self.mixers)).tolist())]
+            drawn = [iter(self.sub_draws(m, pick == i, x, None)) for i, m in enumerate(self.mixers)]
             return [next(drawn[i]) for i in pick.tolist()]
         # per image: each mixer draws at once the batches where it has images (`has`); then the window's indices and
         # weights take, image by image, those of the mixer it picked (images mixed by none: themselves, weight 1)
         bs, ons = x.shape[0], [on & (pick == i) for i in range(len(self.mixers))]
         has = [o.any(1) for o in ons]
-        drawn = [m.draws(x, int(h.sum()), o[h]) if h.any() else [] for m, o, h in zip(self.mixers, ons, has)]
+        drawn = [self.sub_draws(m, h, x, o[h]) for m, o, h in zip(self.mixers, ons, has)]
         K, pick_t = max(d[0].K for d in drawn if d), to_device(pick, x.device)
         idx = torch.arange(bs, device=x.device).expand(n, K, bs).clone()
         weights = torch.zeros(n, bs, K, device=x.device); weights[..., 0] = 1

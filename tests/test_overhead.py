@@ -1,5 +1,6 @@
 "Per-batch host work (issue 13): mixes drawn ahead, the learner's own loss skipped, label-map mixed loss"
 import pickle, torch, pytest
+from types import SimpleNamespace
 from fastai.basics import *
 from fastmix.all import *
 from fastmix.core import *
@@ -56,10 +57,10 @@ def test_window_draws_are_distributed_as_one_at_a_time():
     counts = np.array([perms.count(p) for p in set(perms)])
     assert len(counts) == 24 and stats.chisquare(counts).pvalue > 1e-3  # all 4! orders, equally often
 
-@pytest.mark.parametrize('make', [lambda s: MixUp(p=s, seed=0), lambda s: CutMixUp(p=s, seed=0),
+@pytest.mark.parametrize('make', [lambda s: MixUp(p=s, seed=0), lambda s: CutMixUp(p=s, seed=0), lambda s: CutMixUp(p=s, mode='sample', seed=0),
                                   lambda s: CutMixUp(p=s, mixup_alpha=lambda pct: .1 + pct, switch_prob=0., seed=0)])
-def test_schedules_are_read_at_each_batch_not_ahead(make):
-    "A schedule must see its own batch's progress: a handler that reads one draws each batch when it comes"
+def test_schedules_are_read_at_each_batch_while_drawn_ahead(make):
+    "A schedule sees its own batch's progress, also in a window of mixes drawn ahead"
     cb = make(lambda pct: float(pct >= .5))
     mixed, queued = [], []
     class Spy(Callback):
@@ -68,16 +69,37 @@ def test_schedules_are_read_at_each_batch_not_ahead(make):
             if self.training: mixed.append((self.pct_train, cb.mix is not None)); queued.append(len(cb.ahead or []))
     synth_learner(cbs=[cb, Spy()]).fit(2, 1e-3)
     assert [m for _, m in mixed] == [pct >= .5 for pct, _ in mixed] and any(m for _, m in mixed)
-    assert max(queued) == 0
+    assert max(queued) > 0  # drawn ahead
 
-def test_a_mixers_own_schedule_stops_drawing_ahead():
-    cb, queued = CutMixUp(mixup_alpha=lambda pct: .1 + pct, switch_prob=0., seed=0), []
+SCHEDULED = {'MixUp': lambda s: MixUp(alpha=s, seed=0), 'CutMix/sample': lambda s: CutMix(alpha=s, mode='sample', seed=0),
+             'RICAP': lambda s: RICAP(beta=s, seed=0), 'FMix': lambda s: FMix(alpha=s, seed=0),
+             'CutMixUp': lambda s: CutMixUp(mixup_alpha=s, cutmix_alpha=s, seed=0),
+             'CutMixUp/sample': lambda s: CutMixUp(mixup_alpha=s, cutmix_alpha=s, mode='sample', seed=0),
+             'nested': lambda s: MixChoice([CutMixUp(cutmix_alpha=s, mixup_alpha=s), MixUp(alpha=s)], mode='sample', seed=0)}
+
+@pytest.mark.parametrize('name', SCHEDULED)
+def test_schedules_get_the_exact_progress_of_their_batch(name):
+    "Every batch's mix reads its schedules at fastai's `pct_train` of that batch, to the last bit (fastai adds 1/(n_iter·n_epoch) a batch)"
+    seen, at, queued = [], [], []
+    def sched(pct): seen.append(pct); return .5 + pct
+    cb = SCHEDULED[name](sched)
     class Spy(Callback):
         order = 1
         def before_batch(self):
-            if self.training: queued.append(len(cb.ahead))
-    synth_learner(cbs=[cb, Spy()]).fit(1, 1e-3)
-    assert max(queued) == 0 and cb.reads_schedule
+            if self.training: at.append(self.pct_train); queued.append(len(cb.ahead or []))
+    synth_learner(cbs=[cb, Spy()]).fit(3, 1e-3)  # (3 epochs of 6 batches: a step of 1/18 rounds, so sums drift from products)
+    assert max(queued) > 0 and len(set(at)) == len(at) == 18
+    assert set(seen) == set(at)  # every batch's own progress, and no other
+    # one mixer reads each batch's value once, in batch order (RICAP once per axis); a choice per batch, once in all
+    if name in ('MixUp', 'CutMix/sample', 'FMix'): assert seen == at
+    if name == 'CutMixUp': assert sorted(seen) == at
+
+def test_a_schedule_outside_a_fit_reads_the_progress_now():
+    "Drawn outside a fit, one batch or several at once, a mixer reads its schedules at the learner's progress (0 without one)"
+    seen = []
+    cb, x = CutMix(alpha=lambda pct: seen.append(pct) or 1., seed=0), torch.rand(4, 3, 8, 8)
+    cb.mix_batch((x,), (torch.arange(4),)); cb.choose_many(x, 3); cb.draw(x, None)
+    assert seen == [0., 0., 0., 0., 0.] and cb.at is None
 
 def test_constant_hyperparameters_are_drawn_ahead():
     cb, queued = CutMix(seed=0), []
@@ -214,3 +236,19 @@ def test_a_subclass_that_overrides_draw_is_drawn_by_it():
     class Neither(MixHandler): pass
     with pytest.raises(NotImplementedError, match='Neither defines neither'): Neither(seed=0).mix_batch((x,), (torch.arange(8),))
     assert CutMix(seed=0).draw(x, [True, False] * 4).weights[1::2, 0].eq(1).all()  # `on` may be a list
+
+@pytest.mark.parametrize('cls,name', [(MixUp, 'alpha'), (CutMix, 'alpha'), (RICAP, 'beta'), (FMix, 'alpha')])
+@pytest.mark.parametrize('mode', ['batch', 'sample'])
+def test_a_window_draws_each_batch_at_its_own_schedule_value(cls, name, mode):
+    "In one window, each batch's draws use its own value of the schedule: Beta(.02, .02) puts the weights at the extremes, Beta(200, 200) at the middle"
+    n = 24
+    cb, x = cls(**{name: lambda pct: .02 if round(pct * n) % 2 == 0 else 200.}, mode=mode, seed=0), torch.rand(64, 1, 16, 16)
+    cb.learn = SimpleNamespace(pct_train=0., n_iter=n, n_epoch=1)  # a fit's progress: batch k of the window at k/24
+    with cb.drawing_at(np.arange(n)): mixes = cb.draws(x, n, None if mode == 'batch' else np.ones((n, 64), bool))
+    if cls is CutMix:  # (a box clipped at the border shares less than 1 − λ): λ near 1 leaves no box at all, λ near 1/2 always one
+        empty = [(m.weights[:, 0] == 1).float().mean().item() for m in mixes]
+        assert np.mean(empty[::2]) > .15 and max(empty[1::2]) == 0, empty
+        return
+    top = [m.weights.max(1).values.median().item() for m in mixes]  # the dominant source's share in a typical image
+    extreme, middle = top[::2], top[1::2]
+    assert min(extreme) > .8 and max(middle) < (.45 if cls is RICAP else .65), (extreme, middle)

@@ -139,9 +139,19 @@ def _frac(cb, epochs=4):
     return [np.mean(e) for e in cnt.per_epoch]
 
 def test_p_schedule_fraction_follows():
-    fr = _frac(CutMix(p=SchedLin(1., 0.), seed=0))
-    exp = [.875, .625, .375, .125]  # mean of p over each quarter of training
-    assert all(abs(f - e) < .2 for f, e in zip(fr, exp)), fr
+    "Each batch is mixed with probability `p` at its own progress: per epoch, as many mixed batches as that predicts (within 3 sd)"
+    cb, seen = CutMix(p=SchedLin(1., 0.), seed=0), []
+    class Rec(Callback):
+        order = 1
+        def before_batch(self):
+            if self.training: seen.append((self.pct_train, cb.mix is not None))
+    synth_learner(cbs=[cb, Rec()], bs=2).fit(4, 1e-3)
+    assert len(seen) == 4 * 24
+    fr = []
+    for e in range(4):
+        p, mixed = 1 - np.array([pct for pct, _ in seen[24*e:24*(e+1)]]), [m for _, m in seen[24*e:24*(e+1)]]
+        assert abs(sum(mixed) - p.sum()) <= 3 * np.sqrt((p * (1 - p)).sum()), (e, sum(mixed), p.sum())
+        fr.append(np.mean(mixed))
     assert fr[0] > fr[1] > fr[2] > fr[3]
 
 def test_off_epochs_and_off_pct():
