@@ -73,6 +73,7 @@ def callback_driver(cb, y, n_iter:int=1):
     def fn(x):
         learn.xb, learn.yb = (x,), (y,)
         cb('before_batch')
+        learn.iter = min(learn.iter + 1, n_iter - 1)  # the next batch, as a fit counts them: each mix drawn ahead is for its own batch
         out = learn.xb, learn.yb
         learn.xb, learn.yb = (None,), (None,)  # so the batch is freed with `out`, outside the timed region
         return out

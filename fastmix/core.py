@@ -150,7 +150,7 @@ def mixed_loss(
 
 # %% ../nbs/40_core.ipynb #afdd7140
 _modes = ('batch', 'sample')
-_per_batch = frozenset({'mix', 'hidden_yb', 'ahead', 'ahead_key', 'at'})  # callback attributes written every batch
+_per_batch = frozenset({'mix', 'hidden_yb', 'ahead', 'ahead_key', 'ahead_end', 'at'})  # callback attributes written every batch
 _ahead_values = 1 << 22  # mixes drawn ahead are for at most about this many input values (bounds what they hold)
 
 def _space(x:Tensor)->tuple:
@@ -217,6 +217,7 @@ def _is_spatial(t, sp:tuple)->bool:
 class MixHandler(Callback):
     "Base class of the batch-mixing callbacks: sampling, pairing, probability, schedules and the mixed loss"
     run_valid,order = False,0
+    at,ahead_end = None,0  # (see `__init__` and `next_mix`; here too for mixers saved before they existed)
     image_only = True  # the method cuts space: its batches are (B, C, *space)
     space_dims = (2,)  # the numbers of spatial axes it can cut: images; `CutMix` and `RICAP` also signals (1) and volumes (3)
     draw_ahead = 32 # In a fit, the mixes of up to this many batches are drawn at once (1: each at its batch); so a hyper-parameter set mid-epoch applies from the next epoch (a schedule applies at once)
@@ -288,15 +289,21 @@ class MixHandler(Callback):
         old, self.at = self.at, at
         try: yield
         finally: self.at = old
-    def value(self, v, check=None):
-        "Hyper-parameter `v` for the batches being drawn: `v` if a number; a schedule's value at each one's progress, passed through `check` (a number for one batch, else an array)"
+    def values(self, v, check=None):
+        "Hyper-parameter `v` for each batch being drawn (in `draws`): `v` if a number, else an (n,) array of the schedule at each one's progress, passed through `check`"
         if not callable(v): return v
         vs = [v(float(p)) for p in self.progress(np.zeros(1, int) if self.at is None else self.at)]
-        if check is not None: vs = [check(u) for u in vs]
-        return vs[0] if len(vs) == 1 else np.array(vs, dtype=np.float64)
+        return np.array([u if check is None else check(u) for u in vs], dtype=np.float64)
+    def value(self, v, check=None):
+        "Hyper-parameter `v` for the one batch being drawn (in `draw`): `v` if a number, else the schedule at the batch's progress"
+        if not callable(v): return v
+        if self.at is not None and len(self.at) > 1:  # (a number for a window would be one batch's value given to all)
+            raise TypeError(f"{type(self).__name__} reads a schedule with `value` while drawing {len(self.at)} batches at once "
+                            "(`draws`): `values` gives one value per batch")
+        return self.values(v, check)[0].item()
     def sample_beta(self, name:str, a, n:int|tuple)->np.ndarray:
         "`n` draws of `Beta(a, a)`, `a` the value of hyper-parameter `name`; `n` (a shape) leads with the batches being drawn: a schedule gives each its own `a`"
-        if callable(a): a = self.value(a, lambda u: check_number(name, u, 0, lo_open=True, sched_ok=False))
+        if callable(a): a = self.values(a, lambda u: check_number(name, u, 0, lo_open=True, sched_ok=False))
         if np.ndim(a): a = np.broadcast_to(a[:, None], (len(a), math.prod(np.atleast_1d(n)) // len(a))).reshape(n)
         return self.rng.beta(a, a, size=n)
     def perm(self, bs:int)->np.ndarray: return self.rng.permutation(bs)
@@ -376,7 +383,7 @@ class MixHandler(Callback):
         bs, p = x.shape[0], self.p
         old, self.at = self.at, np.arange(n)  # (`drawing_at`, without its cost: a draw alone is a hot path too)
         try:
-            if callable(p): p = self.value(p, lambda u: check_number('p', u, 0, 1, sched_ok=False))
+            if callable(p): p = self.values(p, lambda u: check_number('p', u, 0, 1, sched_ok=False))
             on = self.rng.random((n, bs) if self.per_sample else n) < (p[:, None] if self.per_sample and np.ndim(p) else p)
             mixed = on.any(1) if self.per_sample else on
             k, self.at = int(mixed.sum()), self.at[mixed]
@@ -389,12 +396,17 @@ class MixHandler(Callback):
         # a warm loop of draws costs a fraction of the same draws made one at a time between batches, when the CPU's
         # caches hold the model's work: so small batches draw ahead (large ones hold large mixes: masks, plans)
         key = (x.shape, x.dtype, x.device)
-        if self.ahead and self.ahead_key == key: return self.ahead.pop()
-        # another shape while mixes are drawn ahead (an epoch's smaller last batch, shapes that vary from batch to batch):
-        # its own draw, and the drawn mixes wait for their shape (read by a schedule, their progress is then a batch late)
-        if self.ahead: return self.choose(x)
-        n = min(n, self.draw_ahead, max(1, _ahead_values // max(1, x.numel())))
-        self.ahead, self.ahead_key = self.choose_many(x, n)[::-1], key
+        # each mix drawn ahead is for one batch (a schedule read its progress): the window ends with `ahead_end` batches
+        # left, so the next mix is for the batch with `ahead_end + len(ahead)` left. Those of batches that did not come
+        # (a callback cancelled them before this one) are dropped
+        ahead = self.ahead
+        while ahead and self.ahead_end + len(ahead) > n: ahead.pop()
+        if ahead and self.ahead_end + len(ahead) == n:
+            mix = ahead.pop()
+            # another shape (an epoch's smaller last batch, shapes that vary from batch to batch): its own draw
+            return mix if self.ahead_key == key else self.choose(x)
+        w = min(n, self.draw_ahead, max(1, _ahead_values // max(1, x.numel())))  # the window: this batch and `w - 1` after it
+        self.ahead, self.ahead_key, self.ahead_end = self.choose_many(x, w)[::-1], key, n - w
         return self.ahead.pop()
 
     def mix_batch(self,
@@ -506,4 +518,4 @@ class MixHandler(Callback):
     def after_fit(self):
         self.mix = self.ahead = None; self.scratch.clear()
         if self.rng_back is not None: self.rng.bit_generator.state, self.rng_back = self.rng_back, None
-    def __getstate__(self): return {**self.__dict__, 'mix': None, 'hidden_yb': None, 'ahead': None, 'scratch': Scratch()}  # neither is worth saving
+    def __getstate__(self): return {**self.__dict__, 'mix': None, 'hidden_yb': None, 'ahead': None, 'at': None, 'scratch': Scratch()}  # neither is worth saving

@@ -209,17 +209,47 @@ def test_a_drawn_mix_is_applied_in_a_few_tensor_ops(name, make, most, seed):
     mix, names = _ops_of_apply(make, x, seed)
     assert names == most or (name == 'ResizeMix' and names == [] and 0 in np.diff(mix.geom.boxes[0])[::2]), names
 
-def test_shapes_that_vary_draw_once_a_batch():
-    "Batches whose shape alternates (padded signals, several scales) draw their own mix: the window drawn ahead waits for its shape"
-    from fastmix.all import CutMix
-    cb, n = CutMix(mode='sample', seed=0), 0
-    draw = cb.draw
-    def counted(x, on):
-        nonlocal n; n += 1
-        return draw(x, on)
-    cb.draw = counted
-    for i in range(40): cb.mix_batch((torch.randn(8, 3, 16, 16 + i % 2),), (torch.arange(8),), ahead=40 - i)
-    assert n <= 32 + 20  # one window for the first shape (20 of its batches use it), one draw per batch of the other
+def test_shapes_that_vary_keep_each_mix_for_its_batch():
+    "Batches whose shape alternates (padded signals, several scales): each gets the mix drawn for it, at its own progress; the other shape draws its own"
+    cb = CutMix(p=lambda pct: float(round(pct * 40) % 3 == 0), seed=0)  # mixed exactly at every third batch
+    cb.learn, windows = SimpleNamespace(pct_train=0., n_iter=40, n_epoch=1), []
+    choose_many = cb.choose_many
+    cb.choose_many = lambda x, n: windows.append(n) or choose_many(x, n)
+    for i in range(40):
+        cb.learn.pct_train = i / 40  # (fastai's loop advances it)
+        mix, _, _ = cb.mix_batch((torch.randn(8, 3, 16, 16 + i % 2),), (torch.arange(8),), ahead=40 - i)
+        assert (mix is not None) == (i % 3 == 0), i
+    assert sorted(windows) == [1] * 20 + [8, 32]  # one window of 32 (half of it for the other shape: dropped), then of 8
+
+def test_a_batch_cancelled_before_the_mixer_leaves_its_mix_unused():
+    "A callback that cancels a batch before the mixer sees it: the next batch still gets its own mix (a schedule reads its progress)"
+    cb, seen = CutMix(p=lambda pct: float(round(pct * 12) % 3 == 0), seed=0), []  # 2 epochs of 6 batches: mixed at every third
+    class Skip(Callback):
+        order = -5
+        def before_batch(self):
+            if self.training and self.iter in (1, 4): raise CancelBatchException()
+    class Spy(Callback):
+        order = 1
+        def before_batch(self):
+            if self.training: seen.append((self.pct_train, cb.mix is not None))
+    synth_learner(cbs=[cb, Skip(), Spy()]).fit(2, 1e-3)
+    assert len(seen) == 8 and any(m for _, m in seen)
+    assert [m for _, m in seen] == [round(pct * 12) % 3 == 0 for pct, _ in seen]
+
+def test_value_is_for_one_batch_and_values_for_a_window():
+    "In `draws`, `values` gives each batch its value; `value` (for `draw`) refuses a window rather than give one batch's value to all"
+    cb = MixUp(alpha=lambda pct: 1 + pct, seed=0)
+    cb.learn = SimpleNamespace(pct_train=.5, n_iter=4, n_epoch=1)
+    with cb.drawing_at(np.arange(3)):
+        assert cb.values(cb.alpha).tolist() == [1.5, 1.75, 2.]
+        with pytest.raises(TypeError, match=r"MixUp reads a schedule with `value` while drawing 3 batches at once"): cb.value(cb.alpha)
+    with cb.drawing_at(np.arange(1, 2)): assert cb.value(cb.alpha) == 1.75 and cb.values(.4) == .4
+
+def test_a_mixer_saved_before_at_existed_still_draws():
+    "A mixer pickled before `at` and `ahead_end` were attributes (an older export) draws: the class holds their defaults"
+    cb = MixUp(seed=0)
+    for k in ('at', 'ahead_end'): cb.__dict__.pop(k, None)
+    assert cb.choose(torch.rand(4, 3, 8, 8)) is not None and cb.next_mix(torch.rand(4, 3, 8, 8), 5) is not None
 
 def test_a_subclass_that_overrides_draw_is_drawn_by_it():
     "A subclass of a built-in method that draws its own way (`draw`) is used batch by batch: outside a fit, in a window, through its parent's draw"
