@@ -292,8 +292,12 @@ class MixHandler(Callback):
     def values(self, v, check=None):
         "Hyper-parameter `v` for each batch being drawn (in `draws`): `v` if a number, else an (n,) array of the schedule at each one's progress, passed through `check`"
         if not callable(v): return v
-        vs = [v(float(p)) for p in self.progress(np.zeros(1, int) if self.at is None else self.at)]
-        return np.array([u if check is None else check(u) for u in vs], dtype=np.float64)
+        vs = []
+        for p in self.progress(np.zeros(1, int) if self.at is None else self.at):
+            try: vs.append(v(float(p)) if check is None else check(v(float(p))))
+            # a window reads a schedule up to `draw_ahead` batches ahead: the error says where it went wrong
+            except ValueError as e: raise ValueError(f"{type(self).__name__} at training progress {p:.4g}: {e}") from None
+        return np.array(vs, dtype=np.float64)
     def value(self, v, check=None):
         "Hyper-parameter `v` for the one batch being drawn (in `draw`): `v` if a number, else the schedule at the batch's progress"
         if not callable(v): return v

@@ -282,3 +282,10 @@ def test_a_window_draws_each_batch_at_its_own_schedule_value(cls, name, mode):
     top = [m.weights.max(1).values.median().item() for m in mixes]  # the dominant source's share in a typical image
     extreme, middle = top[::2], top[1::2]
     assert min(extreme) > .8 and max(middle) < (.45 if cls is RICAP else .65), (extreme, middle)
+
+def test_a_schedule_out_of_range_says_at_what_progress():
+    "A window reads a schedule ahead of its batches: the error names the hyper-parameter, the value and the progress where it went wrong"
+    cb = CutMix(p=lambda pct: 2. if pct > .6 else .5, seed=0)
+    cb.learn = SimpleNamespace(pct_train=.5, n_iter=4, n_epoch=1)  # the window's batches at .5, .75, 1
+    with pytest.raises(ValueError, match=r"^CutMix at training progress 0\.75: `p` must be in \[0, 1\], got 2\.0$"): cb.choose_many(torch.rand(4, 3, 8, 8), 3)
+    assert cb.at is None
