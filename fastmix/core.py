@@ -276,8 +276,9 @@ class MixHandler(Callback):
         bg.state, self.rng_rank = bg.jumped(rank + (rank < self.rng_rank)).state, rank
 
     # -- draws from the handler's generator (host side: nothing waits on the device)
-    def progress(self, at:np.ndarray)->np.ndarray:
-        "Training progress in [0, 1] (fastai's `pct_train`) of the batches `at` ((n,) ints) places after the one now, as fastai's loop will advance it"
+    def progress(self, at:np.ndarray|None)->np.ndarray:
+        "Training progress in [0, 1] (fastai's `pct_train`) of the batches `at` ((n,) ints) places after the one now (None: the one now), as fastai's loop will advance it"
+        if at is None: at = np.zeros(1, int)
         learn = getattr(self, 'learn', None)
         pct = float(getattr(learn, 'pct_train', 0.) or 0.)
         n_iter, n_epoch = getattr(learn, 'n_iter', 0), getattr(learn, 'n_epoch', 0)
@@ -293,7 +294,7 @@ class MixHandler(Callback):
         "Hyper-parameter `v` for each batch being drawn (in `draws`): `v` if a number, else an (n,) array of the schedule at each one's progress, passed through `check`"
         if not callable(v): return v
         vs = []
-        for p in self.progress(np.zeros(1, int) if self.at is None else self.at):
+        for p in self.progress(self.at):
             try: vs.append(v(float(p)) if check is None else check(v(float(p))))
             # a window reads a schedule up to `draw_ahead` batches ahead: the error says where it went wrong
             except ValueError as e: raise ValueError(f"{type(self).__name__} at training progress {p:.4g}: {e}") from None
@@ -385,14 +386,12 @@ class MixHandler(Callback):
     def choose_many(self, x:Tensor, n:int)->list:
         "`choose` for `n` batches shaped like `x`, drawn at once; schedules are read at each batch's own progress"
         bs, p = x.shape[0], self.p
-        old, self.at = self.at, np.arange(n)  # (`drawing_at`, without its cost: a draw alone is a hot path too)
-        try:
+        with self.drawing_at(np.arange(n)):
             if callable(p): p = self.values(p, lambda u: check_number('p', u, 0, 1, sched_ok=False))
             on = self.rng.random((n, bs) if self.per_sample else n) < (p[:, None] if self.per_sample and np.ndim(p) else p)
             mixed = on.any(1) if self.per_sample else on
-            k, self.at = int(mixed.sum()), self.at[mixed]
+            k, self.at = int(mixed.sum()), self.at[mixed]  # (the batches drawn: those mixed)
             mixes = iter(self.draws(x, k, on[mixed] if self.per_sample else None) if k else ())
-        finally: self.at = old
         return [next(mixes) if m else None for m in mixed.tolist()]
 
     def next_mix(self, x:Tensor, n:int)->Mix|None:
