@@ -50,15 +50,17 @@ def _box(h, w, area=.5):
     y0, x0 = (h - bh) // 2, (w - bw) // 2
     return slice(y0, y0 + bh), slice(x0, x0 + bw)
 
-def make_learner(cbs, n_train=16, n_valid=8, hw=8, bs=8, dev=None):
-    "A `Learner` of fastmix's small CNN on synthetic images whose class shifts their mean"
+def make_learner(cbs, n_train=16, n_valid=8, hw=8, bs=8, dev=None, typed=False):
+    "A `Learner` of fastmix's small CNN on synthetic images whose class shifts their mean; `typed`: batches of fastai's `TensorImage`, `TensorCategory` (as `ImageDataLoaders` gives)"
     from fastai.basics import Learner, DataLoaders, CrossEntropyLossFlat
     from fastai.data.load import DataLoader as FDL
+    from fastai.torch_core import TensorImage, TensorCategory
     from fastmix.demo import small_cnn
     g = torch.Generator().manual_seed(0)
     def ds(n):
         y = torch.randint(0, N_CLS, (n,), generator=g)
         x = torch.randn(n, 3, hw, hw, generator=g) * .5 + y.view(-1, 1, 1, 1) / N_CLS
+        if typed: x, y = TensorImage(x), TensorCategory(y)  # (fastai's collate keeps the items' types)
         return list(zip(x, y))
     dls = DataLoaders(FDL(ds(n_train), bs=bs, shuffle=True, drop_last=True), FDL(ds(n_valid), bs=bs), device=dev)
     return Learner(dls, small_cnn(3, N_CLS), loss_func=CrossEntropyLossFlat(), cbs=cbs)
@@ -249,6 +251,13 @@ def event_contenders(baseline=None)->list:
     return cs
 
 TIMM_IN_FIT = 'timm Mixup(batch) in a callback'
+TYPED = ', fastai types'  # the suffix of the rows whose batches are fastai's `TensorImage` and `TensorCategory`
+TYPED_NAMES = ('no-op callback', 'fastai MixUp', 'fastai CutMix', TIMM_IN_FIT) + tuple(
+    f'{pre} {m}(batch)' for pre in ('fastmix', 'before') for m in ('MixUp', 'CutMix', 'RICAP'))
+
+def typed_contenders(cs)->list:
+    "The contenders of `cs` timed again on batches of fastai's tensor types (`TYPED_NAMES`: the no-op, the peers, the per-batch MixUp, CutMix, RICAP)"
+    return [C(c.name + TYPED, c.group, c.kind, c.make, c.floor and c.floor + TYPED) for c in cs if c.name in TYPED_NAMES]
 DIRECT = ' called directly'  # the suffix of the contenders called directly on clones, outside a fit
 TIMM_DIRECT = 'timm Mixup(batch)' + DIRECT
 

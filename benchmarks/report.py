@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime, json, math, os, platform, subprocess
 from pathlib import Path
 import numpy as np
-from contenders import DIRECT, TIMM_DIRECT, TIMM_IN_FIT
+from contenders import DIRECT, TIMM_DIRECT, TIMM_IN_FIT, TYPED
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = ('default', 'nommap')
@@ -157,7 +157,8 @@ def _get(s, stat): return s['cpu']['mean'] if stat == 'cpu mean' else s[stat]
 
 def _over_noop(by, shape, thr, name, v, stat='median'):
     "µs that contender `name` adds to the event bracket over the no-op callback (a direct call: its own time)"
-    r, z = by.get(('event', tuple(shape), thr, name)), by.get(('event', tuple(shape), thr, 'no-op callback'))
+    noop = 'no-op callback' + (TYPED if name.endswith(TYPED) else '')  # (on the same kind of batch)
+    r, z = by.get(('event', tuple(shape), thr, name)), by.get(('event', tuple(shape), thr, noop))
     if not (r and r.get(v)): return None
     if name.endswith(DIRECT): return _get(r[v], stat) * 1e3
     return (_get(r[v], stat) - _get(z[v], stat)) * 1e3 if z and z.get(v) else None
@@ -197,7 +198,7 @@ def event_checks(recs, variants)->list:
 def event_table(recs, variants, groups)->list:
     "The event part in µs: each contender's median and mean per batch, and what it adds over the no-op callback"
     by, lines = {key(r): r for r in recs}, []
-    rs = sorted((r for r in recs if r['part'] == 'event'), key=lambda r: sort_key(r, groups))
+    rs = sorted((r for r in recs if r['part'] == 'event'), key=lambda r: (sort_key(r, groups)[:3], r['name'].endswith(TYPED), sort_key(r, groups)))
     for v in variants:
         if not any(r.get(v) for r in rs): continue
         lines += [f'### Event path, µs per batch ({v}): between two callbacks bracketing every other `before_batch` in real fits', '',
@@ -208,7 +209,9 @@ def event_table(recs, variants, groups)->list:
                   'after the other (warm in the cache, no model step between calls): timm\'s batch `Mixup`, and each '
                   'fastmix mixer per batch through its `before_batch` (mixes drawn ahead as in a fit: the CPU mean carries the draws); `timm Mixup(batch) in a '
                   'callback`: timm\'s call on the fit\'s own batch, from a callback in the same bracket as fastmix\'s. '
-                  'Like for like: a fastmix row in a fit against timm in a callback, called directly against called directly.', '',
+                  'Like for like: a fastmix row in a fit against timm in a callback, called directly against called directly. '
+                  f'`…{TYPED}`: the same fits on batches of fastai\'s `TensorImage` and `TensorCategory`, as `ImageDataLoaders` '
+                  'gives them (every attribute read of those types runs through Python), over the no-op callback on them.', '',
                   '| shape | thr | contender | median | − no-op | CPU mean | − no-op | n |', '|---|--:|---|--:|--:|--:|--:|--:|']
         for r in rs:
             s = r.get(v)

@@ -19,13 +19,14 @@ import contextlib, gc, json, math, os, random, subprocess, sys, tempfile, time, 
 from pathlib import Path
 import numpy as np, torch
 from contenders import C, N_CLS, make_learner, mix_contenders, loss_contenders, e2e_contenders
-from contenders import event_contenders, direct_contenders, bracket_callbacks
+from contenders import event_contenders, direct_contenders, typed_contenders, bracket_callbacks
 
 NOMMAP_ENV = {'MALLOC_MMAP_MAX_': '0', 'MALLOC_TRIM_THRESHOLD_': '4294967295'}
 VARIANTS = ('default', 'nommap')
 TARGET_SHAPE = (64, 3, 224, 224)
 QUICK_SHAPE = (8, 3, 32, 32)
 EVENT_SHAPES = ((4, 3, 8, 8), (128, 3, 32, 32))
+EVENT_TYPED = (4, 3, 8, 8)  # also timed on batches of fastai's tensor types (`typed_contenders`), where host overhead shows most
 ROOT = Path(__file__).resolve().parent.parent
 
 @contextlib.contextmanager
@@ -186,15 +187,15 @@ def measure_e2e(a, dev, row, t_start, baseline=None):
         for c in cands: row('e2e', (n_train, 3, 32, 32), thr, c, times[c.name])
         print(f'[{a.variant}] e2e threads={thr} done ({time.time() - t_start:.0f}s)', flush=True)
 
-def _event_learners(cs, shape, nb, dev)->dict:
-    "One Learner per contender: brackets, its callback, `nb` training batches of `shape`"
+def _event_learners(cs, shape, nb, dev, typed=False)->dict:
+    "One Learner per contender: brackets, its callback, `nb` training batches of `shape` (`typed`: of fastai's tensor types)"
     out = {}
     for c in cs:
         op, cl = bracket_callbacks()
         cb = c.make()
         bs, _, h, _ = shape
         torch.manual_seed(0)
-        learn = make_learner([op, cl] + ([cb] if cb is not None else []), n_train=bs * nb, n_valid=bs, hw=h, bs=bs, dev=dev)
+        learn = make_learner([op, cl] + ([cb] if cb is not None else []), n_train=bs * nb, n_valid=bs, hw=h, bs=bs, dev=dev, typed=typed)
         out[c.name] = (learn, cl)
     return out
 
@@ -217,6 +218,7 @@ def measure_event(a, dev, timer, row, t_start, baseline=None):
         for thr in a.threads:
             torch.set_num_threads(thr)
             learners = _event_learners(cs, shape, nb, dev)
+            if shape == EVENT_TYPED: learners.update(_event_learners(typed_contenders(cs), shape, nb, dev, typed=True))
             g = torch.Generator().manual_seed(0)
             xt, yt = torch.rand(*shape, generator=g).to(dev), torch.randint(0, N_CLS, (shape[0],), generator=g).to(dev)
             calls = {c.name: c.make(yt) for c in direct}
@@ -234,7 +236,8 @@ def measure_event(a, dev, timer, row, t_start, baseline=None):
                         with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
                         ts, cs_ = cl.ts, cl.cpu
                     if r: times[n] += ts; cpu[n] += cs_
-            for c in cs + [c for c in direct if c.name in calls]: row('event', shape, thr, c, times[c.name], cpu_ns=cpu[c.name])
+            typed = typed_contenders(cs) if shape == EVENT_TYPED else []
+            for c in cs + typed + [c for c in direct if c.name in calls]: row('event', shape, thr, c, times[c.name], cpu_ns=cpu[c.name])
             del learners, calls
             print(f'[{a.variant}] event {tuple(shape)} threads={thr} done ({time.time() - t_start:.0f}s)', flush=True)
 

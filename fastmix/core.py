@@ -7,7 +7,7 @@ Docs: https://fastmix.github.io/fastmix/core.html.md"""
 # %% ../nbs/40_core.ipynb #30bd3347
 from __future__ import annotations
 import math, numbers, random, sys
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 import numpy as np, torch
 from torch import Tensor
@@ -98,8 +98,12 @@ def _per_sample(l:Tensor, bs:int, lf)->Tensor:
     return l.reshape(bs, -1)
 
 def _plain(t:Tensor)->Tensor:
-    "`t` as a plain tensor: fastai's tensor types dispatch every op through Python, and two of them can't meet in one op"
+    "`t` as a plain tensor: fastai's tensor types run every op and every attribute read through Python (µs each), and two of them can't meet in one op"
     return t.as_subclass(Tensor) if isinstance(t, TensorBase) else t
+
+def _like(r, p, t):
+    "`r`, computed from `p = _plain(t)`, in `t`'s type: `t` itself where `r` is `p` (unchanged, or written in place)"
+    return r if p is t else t if r is p else retain_type(r, t)
 
 def _mixed_ce(pred, Y, weights, ignore_index, red):
     "Cross-entropy mixed over the K sources of class indices `Y` (B, K, ...): one log-softmax, the K picked log-probabilities weighted"
@@ -163,6 +167,9 @@ def _shapes(dims)->str:
     names = [_SHAPES[d] for d in sorted(dims)]
     return ' or '.join(names) if len(names) < 3 else ', '.join(names[:-1]) + ' or ' + names[-1]
 
+# attributes of fastai's tensor types read without their Python dispatch; private in torch, so not counted on
+_no_torch_function = getattr(torch._C, 'DisableTorchFunctionSubclass', nullcontext)
+
 def _loop_only(xb:tuple)->bool:
     "Are the input tensors of `xb` (fastai's `learn.xb`) held by fastai's training loop alone? Then they are the step's own"
     # the loop holds each in the batch it yielded and in `xb`; a DataLoader over batches its dataset keeps, or a callback
@@ -170,8 +177,9 @@ def _loop_only(xb:tuple)->bool:
     # (Reference counts, not storage use counts: those cost a few µs a batch, as much as a small mix). A callback that kept
     # `learn.xb` itself holds the tuple: the learner, this frame and `getrefcount`'s argument are three
     if sys.getrefcount(xb) > 3: return False
-    for t in xb:
-        if isinstance(t, Tensor) and (sys.getrefcount(t) > 5 or (b := t._base) is not None and sys.getrefcount(b) > 3): return False
+    with _no_torch_function():  # (`_base` of fastai's tensor types: see `_plain`)
+        for t in xb:
+            if isinstance(t, Tensor) and (sys.getrefcount(t) > 5 or (b := t._base) is not None and sys.getrefcount(b) > 3): return False
     return True
 
 def _wrong_batch(what:str, t:Tensor, ref:str, bs:int):
@@ -419,18 +427,20 @@ class MixHandler(Callback):
         y_int:bool=None, # Does the loss take class indices (fastai's `y_int`)? False: integer targets are values, blended; None: not known, indices
     ):
         "Draw a mix for `(xb, yb)` and return `(mix, xb, yb)` mixed; `mix` is None when nothing is mixed"
-        x = xb[0]
-        self.check_batch(x, yb, xb, y_int)
+        pxb, pyb = tuple(map(_plain, xb)), tuple(map(_plain, yb))  # (fastai's `TensorImage`, `TensorCategory`: see `_plain`)
+        x = pxb[0]
+        self.check_batch(x, pyb, pxb, y_int)
         if x.shape[0] < 2: return None, xb, yb
         mix = self.next_mix(x, ahead) if ahead else self.choose(x)
         if mix is None: return None, xb, yb
-        return (mix, *self.apply_mix(mix, x, xb, yb, inplace, y_int))
+        mxb, myb = self.apply_mix(mix, x, pxb, pyb, inplace, y_int)
+        return mix, tuple(map(_like, mxb, pxb, xb)), tuple(map(_like, myb, pyb, yb))
 
     def apply_geom(self, mix:Mix, t:Tensor, inplace:bool=False)->Tensor:
         "`mix`'s geometry applied to `t`, in place where `t` may be overwritten"
         p = _plain(t)  # fastai's tensor types (`TensorImage`, `TensorMask`): the mix works on a plain alias
         r = mix.geom.apply(p, inplace=inplace and self.can_overwrite(t), scratch=self.scratch)
-        return r if p is t else t if r is p else retain_type(r, t)
+        return _like(r, p, t)
 
     def check_maps(self, yb:tuple, sp:tuple):
         "Errors for integer label maps (masks) the mixer can't carry, whatever a batch draws: blended for some images and cut for others, or cut at another size than the pixels"

@@ -8,6 +8,7 @@ from fastmix.core import *
 from fastmix.geometry import *
 from fastmix.testing import *
 from fastmix.geometry import Scratch, gather_pixels, _windows, _window_plan
+from fastmix.mixers import MIXERS
 from unittest.mock import patch
 import fastmix.geometry
 
@@ -241,3 +242,16 @@ def test_when_the_replaced_batch_is_held_the_last_own_buffer_serves_unless_held_
     assert ptr(out) == p and ptr(out) != ptr(keep[0])          # the own buffer again, not the held batch
     t = torch.randn(4, 3, 8, 8); keep.append(t); sc.adopt('out', t); del t
     assert ptr(sc('out', like)) not in (p, ptr(keep[1]))       # `out` is still held here: a new buffer
+
+@pytest.mark.parametrize('mode', ['batch', 'sample'])
+@pytest.mark.parametrize('name', [n for n in MIXERS if n != 'manifold'])
+def test_small_typed_batches_mix_as_plain_ones_and_keep_their_types(name, mode):
+    "A small `TensorImage` batch (a new output, not written in place) is mixed as its plain tensor is, keeps its type and metadata; its `TensorCategory` targets are returned as they came"
+    from fastai.torch_core import TensorImage, TensorCategory
+    base, y = torch.randn(8, 3, 6, 6), torch.arange(8) % 3
+    t, ty = base.clone().as_subclass(TensorImage), y.as_subclass(TensorCategory)
+    t.set_meta({'img_size': (6, 6)}) if hasattr(t, 'set_meta') else setattr(t, 'img_size', (6, 6))
+    mix, (xm,), (ym,) = MIXERS[name](seed=0, mode=mode, p=1.).mix_batch((t,), (ty,))
+    pmix, (pxm,), _ = MIXERS[name](seed=0, mode=mode, p=1.).mix_batch((base.clone(),), (y,))
+    assert type(xm) is TensorImage and xm.__dict__ == t.__dict__ and ym is ty
+    assert torch.equal(mix.idx, pmix.idx) and torch.equal(xm.as_subclass(torch.Tensor), pxm) and not torch.equal(pxm, base)

@@ -162,3 +162,29 @@ def test_lr_find_puts_the_draws_back(make):
     assert cb.rng.bit_generator.state == state
     with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
     assert cb.rng.bit_generator.state != state  # a fit draws on
+
+@pytest.mark.parametrize('mode', ['batch', 'sample'])
+@pytest.mark.parametrize('name', list(MIXERS))
+def test_typed_batches_are_mixed_without_fastai_dispatch(name, mode, monkeypatch):
+    "fastai's `TensorImage`, `TensorCategory` run every op and attribute read through `TensorBase.__torch_function__` (µs each): a mixer's `before_batch` runs it not once, and the batch keeps its types"
+    calls, inside = [], [False]
+    orig = TensorBase.__dict__['__torch_function__'].__func__
+    def counted(cls, func, types, args=(), kwargs=None):
+        if inside[0]: calls.append(getattr(func, '__name__', repr(func)))
+        return orig(cls, func, types, args, kwargs)
+    monkeypatch.setattr(TensorBase, '__torch_function__', classmethod(counted))
+    cb, seen = MIXERS[name](seed=0, mode=mode), []
+    event = cb.before_batch
+    def before_batch():
+        inside[0] = True
+        try: event()
+        finally: inside[0] = False
+        seen.append((type(cb.learn.xb[0]), type(cb.learn.yb[0]), cb.mix is not None))
+    object.__setattr__(cb, 'before_batch', before_batch)
+    g = torch.Generator().manual_seed(0)
+    items = [(TensorImage(torch.rand(3, 12, 12, generator=g)), TensorCategory(i % 3)) for i in range(32)]
+    learn = synth_learner(cbs=cb)
+    learn.dls = DataLoaders(TfmdDL(items, bs=8, shuffle=True, drop_last=True), TfmdDL(items[:8], bs=8))
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
+    assert calls == [] and len(seen) == 4 and any(m for *_, m in seen)
+    assert all(tx is TensorImage and ty is TensorCategory for tx, ty, _ in seen)
