@@ -24,6 +24,8 @@ repetition, so that drift and noise from other processes hit every contender ali
 - **event** (issue 13): the host time of `before_batch` in real fits at 4×3×8×8 and 128×3×32×32, per batch, between
   two callbacks that bracket every other callback (orders ±10⁶): the brackets alone, a no-op callback, every fastmix
   mixer in both modes, fastai's MixUp and CutMix, fits interleaved; timm's batch `Mixup` called directly alongside.
+  At 4×3×8×8 the no-op, the peers and the per-batch MixUp, CutMix and RICAP are timed again on batches of fastai's
+  `TensorImage` and `TensorCategory`, as `ImageDataLoaders` gives them (rows `…, fastai types`).
   `--baseline REV` adds the mixers of another git revision (rows `before ...`) here and in e2e: before/after in one
   process.
 
