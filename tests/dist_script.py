@@ -29,6 +29,8 @@ from fastmix.testing import *
 from fastmix.mixers import MIXERS
 from helpers import X, synth_learner
 
+HANG_S = 120  # the whole run takes about 10 s on 2 CPU cores
+
 def _broadcast(self, t, rank):
     """Shim for `DistributedDL._broadcast` in fastai 2.8: it calls `.cuda()` unconditionally, since nccl only takes CUDA
     tensors. gloo takes CPU tensors: keep the tensor on the CPU there, and go through CUDA only for nccl."""
@@ -100,5 +102,7 @@ def main(out_dir):
     dist.barrier()
 
 if __name__ == '__main__':
+    import faulthandler  # a rank stuck in a collective prints where every thread is, and exits (the test says which)
+    faulthandler.dump_traceback_later(HANG_S, exit=True)
     main(sys.argv[1])
     if dist.is_initialized(): dist.destroy_process_group()
