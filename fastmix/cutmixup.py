@@ -37,7 +37,7 @@ class Select:
         for g, m in zip(self.geoms, self.picked):
             if g is None: continue
             gi = g.apply(t, scratch=scratch)
-            out = gi if out is None else torch.where(m.view(-1, *[1] * (t.ndim - 1)), gi, out, out=out)
+            out = gi if out is None else torch.where(m.view(-1, *[1] * (t.ndim - 1)), gi, out, out=None if t.requires_grad else out)  # (autograd takes no `out=`)
         return out
 
     def lerp_weight(self, t:Tensor, scratch=None)->Tensor|None:

@@ -1,7 +1,7 @@
 """Distributed data parallel on 2 CPU processes (gloo): every method trains inside `learn.distrib_ctx()`, each rank mixes
 only its own shard, and the loss function is restored on every rank. The script that runs on each rank is
 `tests/dist_script.py` (its docstring says how to run it on GPUs with nccl)."""
-import os, sys, json, socket, subprocess, pathlib, pytest
+import os, sys, json, socket, subprocess, pathlib, warnings, pytest
 from fastmix.mixers import MIXERS
 
 HERE = pathlib.Path(__file__).parent
@@ -28,7 +28,7 @@ def ranks(tmp_path_factory):
         # rank stuck for `HANG_S` prints its threads' stacks and exits. One more run then, on a new port; a second hang,
         # or any other failure, fails here with the stacks
         if r.returncode == 0 or 'Timeout (' not in r.stderr or attempt: break
-        print(f"distributed run hung, its stacks:\n{r.stderr[-8000:]}\nrunning it once more", file=sys.stderr)
+        warnings.warn(f"distributed run hung and was run once more; its stacks:\n{r.stderr[-8000:]}")  # (in the warnings summary)
         cmd[cmd.index('--master_port') + 1], out = str(free_port()), tmp_path_factory.mktemp('dist')
     assert r.returncode == 0, f"distributed run failed (rc {r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-8000:]}"
     return [json.loads((out/f'rank{i}.json').read_text()) for i in range(WORLD)]  # both ranks finished

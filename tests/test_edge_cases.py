@@ -146,3 +146,15 @@ def test_empty_first_input_draws_ahead(cls):
     mix, (xm,), _ = cls(seed=0).mix_batch((x,), (y,), ahead=5)
     assert mix is not None and xm.shape == (8, 0)
     check_weights(mix, 8)
+
+def test_cutmixup_per_sample_mixes_a_batch_that_requires_grad():
+    "A batch in an autograd graph (an adversarial step's input) is mixed per image as a plain one, and the gradient reaches it"
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(8, 3, 6, 6, generator=g), torch.arange(8)
+    xg = x.clone().requires_grad_()
+    mix, (xm,), _ = CutMixUp(mode='sample', seed=0, p=1.).mix_batch((xg,), (y,))
+    _, (pm,), _ = CutMixUp(mode='sample', seed=0, p=1.).mix_batch((x.clone(),), (y,))
+    assert all(g is not None for g in mix.geom.geoms)  # some images blended, some cut
+    assert xm.requires_grad and torch.equal(xm.detach(), pm)
+    xm.sum().backward()
+    assert torch.isfinite(xg.grad).all() and xg.grad.sum().item() == pytest.approx(xm.numel())  # every output value comes from the batch, weights summing to 1

@@ -226,9 +226,9 @@ def test_fastai_batches_are_mixed_in_place_and_keep_their_type():
     base = torch.randn(8, 3, 40, 40)  # above the small-batch gather
     for cb in (MixUp(seed=0), CutMix(seed=0), RICAP(seed=0), CutMix(seed=0, mode='sample')):
         t = base.clone().view(base.shape).as_subclass(TensorImage)
-        t.set_meta({'img_size': (40, 40)}) if hasattr(t, 'set_meta') else setattr(t, 'img_size', (40, 40))
+        t.img_size = (40, 40)  # metadata, as fastai's transforms set it
         mix, (xm,), _ = cb.mix_batch((t,), (torch.arange(8),), inplace=True)
-        assert type(xm) is TensorImage and xm.__dict__ == t.__dict__
+        assert type(xm) is TensorImage and xm.img_size == (40, 40)
         assert torch.equal(xm.as_subclass(torch.Tensor), mix.geom.apply(base.clone()))
         if not isinstance(cb, RICAP): assert xm is t  # in place: the batch itself (RICAP builds a new one in its buffer)
 
@@ -246,12 +246,22 @@ def test_when_the_replaced_batch_is_held_the_last_own_buffer_serves_unless_held_
 @pytest.mark.parametrize('mode', ['batch', 'sample'])
 @pytest.mark.parametrize('name', [n for n in MIXERS if n != 'manifold'])
 def test_small_typed_batches_mix_as_plain_ones_and_keep_their_types(name, mode):
-    "A small `TensorImage` batch (a new output, not written in place) is mixed as its plain tensor is, keeps its type and metadata; its `TensorCategory` targets are returned as they came"
-    from fastai.torch_core import TensorImage, TensorCategory
-    base, y = torch.randn(8, 3, 6, 6), torch.arange(8) % 3
-    t, ty = base.clone().as_subclass(TensorImage), y.as_subclass(TensorCategory)
-    t.set_meta({'img_size': (6, 6)}) if hasattr(t, 'set_meta') else setattr(t, 'img_size', (6, 6))
-    mix, (xm,), (ym,) = MIXERS[name](seed=0, mode=mode, p=1.).mix_batch((t,), (ty,))
-    pmix, (pxm,), _ = MIXERS[name](seed=0, mode=mode, p=1.).mix_batch((base.clone(),), (y,))
-    assert type(xm) is TensorImage and xm.__dict__ == t.__dict__ and ym is ty
-    assert torch.equal(mix.idx, pmix.idx) and torch.equal(xm.as_subclass(torch.Tensor), pxm) and not torch.equal(pxm, base)
+    "A small `TensorImage` batch (a new output, not written in place) is mixed as its plain tensor is and keeps its type and metadata; typed targets too: class indices returned as they came, multi-hot labels blended, masks cut"
+    from fastai.torch_core import TensorImage, TensorCategory, TensorMultiCategory, TensorMask
+    g = torch.Generator().manual_seed(0)
+    base, y = torch.randn(8, 3, 6, 6, generator=g), torch.arange(8) % 3
+    hot, mask = torch.eye(3)[y], torch.randint(0, 4, (8, 6, 6), generator=g)
+    cuts = MIXERS[name](p=1.).kinds() == {True}  # (a mask can't be blended: only the cutting mixers take one)
+    def batch(typed):
+        x = base.clone()
+        if not typed: return (x,), (y, hot) + ((mask,) if cuts else ())
+        x = x.as_subclass(TensorImage); x.img_size = (6, 6)
+        return (x,), (y.as_subclass(TensorCategory), hot.as_subclass(TensorMultiCategory)) + ((mask.as_subclass(TensorMask),) if cuts else ())
+    xb, yb = batch(True)
+    mix, (xm,), ym = MIXERS[name](seed=0, mode=mode, p=1.).mix_batch(xb, yb)
+    pmix, (pxm,), pym = MIXERS[name](seed=0, mode=mode, p=1.).mix_batch(*batch(False))
+    assert torch.equal(mix.idx, pmix.idx) and not torch.equal(pxm, base)
+    assert type(xm) is TensorImage and xm.img_size == (6, 6) and torch.equal(xm.as_subclass(torch.Tensor), pxm)
+    assert ym[0] is yb[0] and [type(t) for t in ym] == [type(t) for t in yb]
+    assert all(torch.equal(a.as_subclass(torch.Tensor), b) for a, b in zip(ym[1:], pym[1:]))
+    assert not torch.equal(pym[1], hot)  # the labels were blended (and the mask cut: `check_provenance` elsewhere)
