@@ -198,7 +198,7 @@ def event_checks(recs, variants)->list:
 def event_table(recs, variants, groups)->list:
     "The event part in µs: each contender's median and mean per batch, and what it adds over the no-op callback"
     by, lines = {key(r): r for r in recs}, []
-    rs = sorted((r for r in recs if r['part'] == 'event'), key=lambda r: (sort_key(r, groups)[:3], r['name'].endswith(TYPED), sort_key(r, groups)))
+    rs = sorted((r for r in recs if r['part'] == 'event'), key=lambda r: (k := sort_key(r, groups))[:3] + (r['name'].endswith(TYPED),) + k[3:])  # the rows on fastai types last in their shape and threads
     for v in variants:
         if not any(r.get(v) for r in rs): continue
         lines += [f'### Event path, µs per batch ({v}): between two callbacks bracketing every other `before_batch` in real fits', '',

@@ -217,8 +217,8 @@ def measure_event(a, dev, timer, row, t_start, baseline=None):
         nb = max(8, min(64, 4096 // shape[0]))  # batches per fit
         for thr in a.threads:
             torch.set_num_threads(thr)
-            learners = _event_learners(cs, shape, nb, dev)
-            if shape == EVENT_TYPED: learners.update(_event_learners(typed_contenders(cs), shape, nb, dev, typed=True))
+            typed = typed_contenders(cs) if shape == EVENT_TYPED else []
+            learners = {**_event_learners(cs, shape, nb, dev), **_event_learners(typed, shape, nb, dev, typed=True)}
             g = torch.Generator().manual_seed(0)
             xt, yt = torch.rand(*shape, generator=g).to(dev), torch.randint(0, N_CLS, (shape[0],), generator=g).to(dev)
             calls = {c.name: c.make(yt) for c in direct}
@@ -236,7 +236,6 @@ def measure_event(a, dev, timer, row, t_start, baseline=None):
                         with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
                         ts, cs_ = cl.ts, cl.cpu
                     if r: times[n] += ts; cpu[n] += cs_
-            typed = typed_contenders(cs) if shape == EVENT_TYPED else []
             for c in cs + typed + [c for c in direct if c.name in calls]: row('event', shape, thr, c, times[c.name], cpu_ns=cpu[c.name])
             del learners, calls
             print(f'[{a.variant}] event {tuple(shape)} threads={thr} done ({time.time() - t_start:.0f}s)', flush=True)

@@ -102,7 +102,7 @@ def _plain(t:Tensor)->Tensor:
     return t.as_subclass(Tensor) if isinstance(t, TensorBase) else t
 
 def _like(r, p, t):
-    "`r`, computed from `p = _plain(t)`, in `t`'s type: `t` itself where `r` is `p` (unchanged, or written in place)"
+    "`r`, computed from `p = _plain(t)`, in `t`'s type and metadata: `t` itself where `r` is `p` (unchanged, or written in place)"
     return r if p is t else t if r is p else retain_type(r, t)
 
 def _mixed_ce(pred, Y, weights, ignore_index, red):
@@ -437,10 +437,8 @@ class MixHandler(Callback):
         return mix, tuple(map(_like, mxb, pxb, xb)), tuple(map(_like, myb, pyb, yb))
 
     def apply_geom(self, mix:Mix, t:Tensor, inplace:bool=False)->Tensor:
-        "`mix`'s geometry applied to `t`, in place where `t` may be overwritten"
-        p = _plain(t)  # fastai's tensor types (`TensorImage`, `TensorMask`): the mix works on a plain alias
-        r = mix.geom.apply(p, inplace=inplace and self.can_overwrite(t), scratch=self.scratch)
-        return _like(r, p, t)
+        "`mix`'s geometry applied to `t` (a plain tensor: `mix_batch` hands out plain aliases), in place where `t` may be overwritten"
+        return mix.geom.apply(t, inplace=inplace and self.can_overwrite(t), scratch=self.scratch)
 
     def check_maps(self, yb:tuple, sp:tuple):
         "Errors for integer label maps (masks) the mixer can't carry, whatever a batch draws: blended for some images and cut for others, or cut at another size than the pixels"
@@ -458,7 +456,7 @@ class MixHandler(Callback):
                                  "or use MixUp, which leaves masks to the loss")
 
     def apply_mix(self, mix:Mix, x:Tensor, xb:tuple, yb:tuple, inplace:bool=False, y_int:bool=None)->tuple:
-        "`(xb, yb)` mixed by `mix`, drawn for their first input `x`; `y_int` as `mix_batch` takes it"
+        "`(xb, yb)` (plain tensors, as `mix_batch` hands them) mixed by `mix`, drawn for their first input `x`; `y_int` as `mix_batch` takes it"
         if len(xb) == 1 == len(yb) and _is_labels(yb[0]) and y_int is not False and self.at_input and x.is_floating_point():
             # the common batch, one image tensor and one class index per image: the general path's checks cost as much as a small mix
             mix.in_loss = (True,)

@@ -21,9 +21,9 @@ def ranks(tmp_path_factory):
     env = {**os.environ, 'PYTHONPATH': os.pathsep.join([str(ROOT), os.environ.get('PYTHONPATH', '')]),
            'OMP_NUM_THREADS': '1', 'PYTHONWARNINGS': 'ignore'}
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', str(WORLD), '--nnodes', '1',
-           '--master_addr', '127.0.0.1', '--master_port', str(free_port()), str(HERE/'dist_script.py'), str(out)]
+           '--master_addr', '127.0.0.1', '--master_port', str(free_port()), str(HERE/'dist_script.py')]
     for attempt in range(2):
-        r = subprocess.run(cmd[:-1] + [str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+        r = subprocess.run(cmd + [str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
         # once (in CI, 2 cores shared with another test worker) the run stopped after its first fit and never went on: a
         # rank stuck for `HANG_S` prints its threads' stacks and exits. One more run then, on a new port; a second hang,
         # or any other failure, fails here with the stacks
