@@ -42,7 +42,8 @@ class Select:
 
     def lerp_weight(self, t:Tensor, scratch=None)->Tensor|None:
         "Each image's partner weight from the geometry it picked, when all have one (and `t` is a float batch, not a small one); else None"
-        if self.partner is None or small_batch(t) or not t.is_floating_point(): return None  # small: each geometry's gather
+        # small: each geometry's gather; in an autograd graph, each geometry's own way (`lerp_partners` writes into buffers)
+        if self.partner is None or small_batch(t) or not t.is_floating_point() or t.requires_grad: return None
         # each in new memory, not `scratch`: two geometries of one kind (two CutMix) would write one work buffer
         ws = [None if g is None else getattr(g, 'lerp_weight', lambda t: None)(t) for g in self.geoms]
         if any(w is None for g, w in zip(self.geoms, ws) if g is not None): return None

@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['to_device', 'own_memory', 'Scratch', 'small_batch', 'take_images', 'Blend', 'lerp_partners', 'gather_pixels', 'Paste',
-           'cutmix_boxes', 'BoxPaste', 'ricap_rects', 'TilePaste', 'MaskPaste', 'sample_points', 'box_samples',
-           'sample_grid', 'resample', 'resize_batch', 'ResizePaste']
+__all__ = ['to_device', 'own_memory', 'Scratch', 'small_batch', 'take_images', 'Blend', 'lerp_partners', 'gather_pixels',
+           'by_index', 'Paste', 'cutmix_boxes', 'BoxPaste', 'ricap_rects', 'TilePaste', 'MaskPaste', 'sample_points',
+           'box_samples', 'sample_grid', 'resample', 'resize_batch', 'ResizePaste']
 
 # %% ../nbs/41_geometry.ipynb #65eb0323
 def to_device(a, dev)->Tensor:
@@ -223,6 +223,11 @@ def gather_pixels(t:Tensor, src:Tensor)->Tensor:
     for c in range(r): ov[:, c] = tc.take(base + c * n)
     return out
 
+def by_index(geom, t:Tensor)->Tensor:
+    "`geom`, a geometry that only moves values, applied to `t` in an autograd graph: it moves their indices (an integer map, cut as masks are), one `take` moves the values"
+    # (the fast paths write into buffers with `out=`, which autograd refuses; `take` sends each value's gradient back to its source)
+    return torch.take(t, geom.apply(torch.arange(t.numel(), device=t.device).view(t.shape)))
+
 def _box(t:Tensor, corner:list, ext:list, item:int=None)->Tensor:
     "View of the box of extent `ext` at `corner` along `t`'s last `len(corner)` dims (of item `item` alone if given): one `as_strided`"
     st, d = t.stride(), len(corner)  # (slicing costs one op per axis)
@@ -271,7 +276,8 @@ class Paste:
 
     def apply(self, t:Tensor, inplace:bool=False, scratch:Scratch=None)->Tensor:
         "Paste the layers of `t`'s sources; `t` is (B, *space) or (B, C, *space)"
-        if self.small(t): return self.gather_all(t)
+        if self.small(t): return self.gather_all(t)  # (`take` also serves a tensor in an autograd graph)
+        if t.requires_grad: return by_index(self, t)
         scratch = scratch or _fresh
         return self.per_batch(t, inplace, scratch) if len(self.rects) == 1 else self.per_sample(t, inplace, scratch)
 
@@ -568,6 +574,7 @@ class MaskPaste:
     def apply(self, t:Tensor, inplace:bool=False, scratch:Scratch=None)->Tensor:
         "The partner's pixels where the mask is set; `t` may be (B, H, W) or (B, C, H, W)"
         if self.small(t): return self.gather_all(t)
+        if t.requires_grad: return by_index(self, t)
         return lerp_partners(t, self.rows[1], self.lerp_weight(t), inplace, scratch)
 
     def lerp_weight(self, t:Tensor, scratch:Scratch=None)->Tensor:
@@ -766,11 +773,12 @@ class ResizePaste:
             ext = [y1 - y0, x1 - x0]  # the partners go straight into the box: `t` is read whole before it is written
             if min(ext) > 0:
                 src = resample(t, grid=self.grid(t)) if t.is_floating_point() else resample(t, ay[:, y0:y1], ax[:, x0:x1])
-                torch.index_select(src, 0, self.rows[1], out=_box(out, [y0, x0], ext))
+                if t.requires_grad: _box(out, [y0, x0], ext).copy_(src.index_select(0, self.rows[1]))  # (autograd takes no `out=`)
+                else: torch.index_select(src, 0, self.rows[1], out=_box(out, [y0, x0], ext))
             return out
         # per sample: each partner sampled over the whole frame for its own box, kept inside the box
         part = resample(t.index_select(0, self.rows[1]), ay, ax)
-        return torch.where(self.inside(t), part, t, out=t if inplace else torch.empty_like(t))
+        return torch.where(self.inside(t), part, t, out=None if t.requires_grad else t if inplace else torch.empty_like(t))
 
     def per_image(self, t:Tensor, inplace:bool, ay:Tensor, ax:Tensor)->Tensor:
         "Per sample on large images: each partner resampled at its own box only (`grid_sample` costs per output pixel), all before any box is written"

@@ -147,14 +147,21 @@ def test_empty_first_input_draws_ahead(cls):
     assert mix is not None and xm.shape == (8, 0)
     check_weights(mix, 8)
 
-def test_cutmixup_per_sample_mixes_a_batch_that_requires_grad():
-    "A batch in an autograd graph (an adversarial step's input) is mixed per image as a plain one, and the gradient reaches it"
+_GRAD_SHAPES = {'small': (8, 3, 6, 6), 'rows': (16, 3, 32, 32), 'channels_last': (16, 3, 32, 32), 'large': (4, 3, 160, 160)}
+
+@pytest.mark.parametrize('method,mode', CASES)
+@pytest.mark.parametrize('size', list(_GRAD_SHAPES))
+def test_a_batch_that_requires_grad_is_mixed_and_gets_the_mix_transposed_as_gradient(method, mode, size):
+    "A batch in an autograd graph (an adversarial step's input) is mixed as a plain one, at every size (the fast paths write with `out=`, which autograd refuses), and the gradient reaching it is the mix's transpose"
     g = torch.Generator().manual_seed(0)
-    x, y = torch.randn(8, 3, 6, 6, generator=g), torch.arange(8)
+    x = torch.randn(*_GRAD_SHAPES[size], generator=g, dtype=torch.float64)
+    if size == 'channels_last': x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.arange(len(x)) % 3
+    _, (exp,), _ = MIXERS[method](mode=mode, seed=0, p=1.).mix_batch((x.clone(),), (y,))
     xg = x.clone().requires_grad_()
-    mix, (xm,), _ = CutMixUp(mode='sample', seed=0, p=1.).mix_batch((xg,), (y,))
-    _, (pm,), _ = CutMixUp(mode='sample', seed=0, p=1.).mix_batch((x.clone(),), (y,))
-    assert all(g is not None for g in mix.geom.geoms)  # some images blended, some cut
-    assert xm.requires_grad and torch.equal(xm.detach(), pm)
-    xm.sum().backward()
-    assert torch.isfinite(xg.grad).all() and xg.grad.sum().item() == pytest.approx(xm.numel())  # every output value comes from the batch, weights summing to 1
+    _, (xm,), _ = MIXERS[method](mode=mode, seed=0, p=1.).mix_batch((xg,), (y,))
+    assert xm.requires_grad and torch.equal(xm.detach(), exp)
+    G = torch.randn(xm.shape, generator=g, dtype=torch.float64)
+    (xm * G).sum().backward()
+    # every mix is linear in the pixels: <mix(x), G> = <x, mixᵀ G>, and autograd's gradient must be that mixᵀ G
+    assert torch.allclose((exp * G).sum(), (x * xg.grad).sum(), rtol=1e-10, atol=0)
