@@ -218,6 +218,13 @@ def _check_off_epochs(v):
 
 def _is_labels(y)->bool: return isinstance(y, Tensor) and y.ndim == 1 and not y.is_floating_point()  # (B,) class indices
 
+def _resized(t:Tensor, sp:tuple)->bool:
+    "Is `t` a map over 2-d or 3-d positions `sp` at another size with their aspect ((B, *m) or (B, C, *m), every side of `m` > 1)?"
+    d = len(sp)
+    if d < 2 or t.ndim not in (d + 1, d + 2): return False
+    m = tuple(t.shape[t.ndim-d:])
+    return min(m) > 1 and m != sp and len({a / b for a, b in zip(m, sp)}) == 1
+
 def _is_spatial(t, sp:tuple)->bool:
     "Is `t` a map over the positions of space `sp` (a label map (B, *space), or (B, C, *space))?"
     return isinstance(t, Tensor) and len(sp) > 0 and t.ndim > len(sp) and tuple(t.shape[t.ndim-len(sp):]) == sp
@@ -440,18 +447,22 @@ class MixHandler(Callback):
         "`mix`'s geometry applied to `t` (a plain tensor: `mix_batch` hands out plain aliases), in place where `t` may be overwritten"
         return mix.geom.apply(t, inplace=inplace and self.can_overwrite(t), scratch=self.scratch)
 
-    def check_maps(self, yb:tuple, sp:tuple):
-        "Errors for integer label maps (masks) the mixer can't carry, whatever a batch draws: blended for some images and cut for others, or cut at another size than the pixels"
-        kinds, d = self.kinds(), len(sp)
+    def check_maps(self, xb:tuple, yb:tuple, sp:tuple):
+        "Errors for maps the mixer can't carry, whatever a batch draws: integer label maps (masks) blended for some images and cut for others, or maps (masks, extra image inputs) cut at another size than the pixels"
+        kinds, size = self.kinds(), '×'.join(map(str, sp))
+        for i, t in enumerate(xb[1:], 1):
+            # an extra image at another resolution (a second view at half size) has the images' aspect: it can't follow a cut
+            if isinstance(t, Tensor) and True in kinds and self.at_input and _resized(t, sp):
+                raise ValueError(f"{type(self).__name__} cuts the images ({size}), but input {i} is a map of another size, shape "
+                                 f"{tuple(t.shape)}: its pixels can't follow the cut. Give it the images' size, or use MixUp, which blends it")
         for i, y in enumerate(yb):
             if not isinstance(y, Tensor) or y.is_floating_point(): continue
             if _is_spatial(y, sp) and self.per_sample and len(kinds) > 1:  # whatever this batch drew: a class can't be blended
                 raise ValueError(f"{type(self).__name__}: per-sample switching between blending (MixUp) and cutting "
                                  "mixers can't mix segmentation masks (integer label maps); use mode='batch'")
             # a map at another resolution (a model that predicts at a stride) has the images' aspect: it can't follow a cut
-            m = y.shape[y.ndim-d:]
-            if True in kinds and d >= 2 and y.ndim in (d + 1, d + 2) and min(m) > 1 and m != sp and len({a / b for a, b in zip(m, sp)}) == 1:
-                raise ValueError(f"{type(self).__name__} cuts the images ({'×'.join(map(str, sp))}), but target {i} is an integer map of "
+            if True in kinds and _resized(y, sp):
+                raise ValueError(f"{type(self).__name__} cuts the images ({size}), but target {i} is an integer map of "
                                  f"another size, shape {tuple(y.shape)}: its labels can't follow the cut. Give the masks the images' size, "
                                  "or use MixUp, which leaves masks to the loss")
 
@@ -470,9 +481,9 @@ class MixHandler(Callback):
             if mix.geom.cuts: return app(t)  # an integer map (ids, a mask as input): cut like the pixels
             raise ValueError(f"input {i} is an integer map over the positions ({t.dtype}, shape {tuple(t.shape)}), which "
                              f"{type(self).__name__} would blend: make it float, or mix it with a cutting mixer")
+        self.check_maps(xb, yb, sp)
         xb = tuple(input_(i, t) for i, t in enumerate(xb))
         # a target is cut like the pixels (masks), blended by weight (multi-hot, regression), or left to the loss
-        self.check_maps(yb, sp)
         # a map over the positions follows the pixels where some are cut: a float one is blended where its image is
         cut = [cuts is not False and _is_spatial(y, sp) for y in yb]
         # integer targets are class indices, left to the mixed loss, unless the loss says they are not (`y_int` False)

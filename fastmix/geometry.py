@@ -52,7 +52,8 @@ class Scratch:
         "An uninitialised work buffer, valid until the next call with the same `name`"
         if not like.is_cpu: return torch.empty_like(like) if shape is None else like.new_empty(shape)  # CUDA recycles
         dense = shape is None and _dense(like)
-        key = (tuple(like.shape if shape is None else shape), like.stride() if dense else None, like.dtype)
+        # (per inference mode: a buffer made in `torch.inference_mode` can't be written outside it, in the next fit)
+        key = (tuple(like.shape if shape is None else shape), like.stride() if dense else None, like.dtype, torch.is_inference_mode_enabled())
         if (a := self.adopted.get(name)) is not None and (a == like.untyped_storage().data_ptr() or self.held_elsewhere(name)):
             self.forget(name)  # never hand out `like` itself, nor a batch someone else still holds
             # fastai's loop may still hold the batch it gave us last: then our own buffer of the last time serves, if free
@@ -61,7 +62,7 @@ class Scratch:
         if view is not None and view[0] == key: return view[1]  # the same view as last time: no tensor op at all
         n, buf = math.prod(key[0]), self.bufs.get(name)
         if buf is not None and buf.ndim != 1: buf = buf.as_strided((buf.numel(),), (1,))  # an adopted batch
-        if buf is None or buf.numel() < n or buf.dtype != like.dtype: buf = self.bufs[name] = like.new_empty(n)
+        if buf is None or buf.numel() < n or buf.dtype != like.dtype or buf.is_inference() != key[3]: buf = self.bufs[name] = like.new_empty(n)
         view = buf[:n].as_strided(key[0], key[1]) if dense else buf[:n].view(key[0])
         self.views[name] = self.spares[name] = key, view
         return view
@@ -70,7 +71,7 @@ class Scratch:
         if t.is_cpu and _dense(t) and own_memory(t):
             # kept as it is (a view of it costs a tensor op): the next call for its own shape gets it back as is
             self.bufs[name] = t
-            self.views[name] = (tuple(t.shape), t.stride(), t.dtype), t
+            self.views[name] = (tuple(t.shape), t.stride(), t.dtype, t.is_inference()), t
             self.adopted[name] = t.untyped_storage().data_ptr()
     def held_elsewhere(self, name:str)->bool:
         "Is the batch adopted as `name` referenced outside this `Scratch` (a dataset that keeps its batches, a callback)?"

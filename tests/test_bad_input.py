@@ -184,6 +184,20 @@ def test_a_mask_at_another_resolution_cannot_be_cut(method):
     mix, _, (ym,) = MixUp(seed=0).mix_batch((x,), (y,))  # a blend leaves masks of any size to the loss
     assert mix.in_loss == (True,) and ym is y
 
+@pytest.mark.parametrize('method', ['cutmix', 'ricap', 'fmix', 'resizemix', 'cutmixup'])
+def test_an_extra_image_at_another_resolution_cannot_be_cut(method):
+    "An extra image input with the images' aspect at another size (a second view at half size) can't follow a cut: an error, not an input left unmixed while the labels are"
+    x, y = torch.randn(4, 3, 16, 16), torch.arange(4)
+    for xs in (torch.randn(4, 3, 8, 8), torch.randn(4, 8, 8)):
+        with pytest.raises(ValueError, match=re.escape(f"cuts the images (16×16), but input 1 is a map of another size, shape {tuple(xs.shape)}")):
+            MIXERS[method](seed=0).mix_batch((x, xs), (y,))
+    feats = torch.randn(4, 8)
+    mix, (_, fm), _ = MIXERS[method](seed=0).mix_batch((x, feats), (y,))  # features, not a map: left as they are by a cut
+    assert fm is feats or mix.geom.cuts is False  # (`CutMixUp` may draw MixUp for the batch: a blend blends them)
+    xs = torch.randn(4, 3, 8, 8)
+    mix, (_, xsm), _ = MixUp(seed=0).mix_batch((x, xs), (y,))  # a blend blends an input of any size
+    assert torch.allclose(xsm, mix.blend(xs))
+
 def test_a_loss_that_ignores_reduction_is_named_in_the_error():
     class MeanCE(nn.Module):
         reduction = 'mean'

@@ -188,3 +188,20 @@ def test_typed_batches_are_mixed_without_fastai_dispatch(name, mode, monkeypatch
     with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
     assert calls == [] and len(seen) == 4 and any(m for *_, m in seen)
     assert all(tx is TensorImage and ty is TensorCategory for tx, ty, _ in seen)
+
+@pytest.mark.parametrize('name,mode', CASES)
+def test_a_mix_under_inference_mode_leaves_the_next_fit_working(name, mode):
+    "A look at a mixed batch under `torch.inference_mode` (a preview) makes work buffers that can't be written outside it: the next calls and fits make their own"
+    g = torch.Generator().manual_seed(0)
+    items = [(torch.rand(3, 40, 40, generator=g), i % 3) for i in range(32)]  # batches of 8 over 16,384 values: mixed through work buffers
+    cb, y = MIXERS[name](seed=0, mode=mode, p=1.), torch.arange(8) % 3
+    with torch.inference_mode(): cb.mix_batch((torch.stack([x for x, _ in items[:8]]),), (y,), inplace=True)
+    x = torch.stack([x for x, _ in items[8:16]])
+    _, (xm,), _ = cb.mix_batch((x.clone(),), (y,), inplace=True)  # (in place: the buffers are read and adopted)
+    fresh = MIXERS[name](seed=0, mode=mode, p=1.)
+    fresh.mix_batch((torch.stack([x for x, _ in items[:8]]),), (y,))  # the same draws so far
+    assert torch.equal(xm, fresh.mix_batch((x.clone(),), (y,))[1][0])
+    learn = synth_learner(cbs=cb)
+    learn.dls = DataLoaders(TfmdDL(items, bs=8, shuffle=True, drop_last=True), TfmdDL(items[:8], bs=8))
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
+    assert len(learn.recorder.values) == 1 and all(map(math.isfinite, learn.recorder.values[0]))
