@@ -224,8 +224,11 @@ def gather_pixels(t:Tensor, src:Tensor)->Tensor:
     for c in range(r): ov[:, c] = tc.take(base + c * n)
     return out
 
-def by_index(geom, t:Tensor)->Tensor:
-    "`geom`, a geometry that only moves values, applied to `t` in an autograd graph: it moves their indices (an integer map, cut as masks are), one `take` moves the values"
+def by_index(
+    geom, # a geometry that only moves values (it cuts, and resizes nothing): a `Paste`, a `MaskPaste`
+    t:Tensor, # the tensor to apply it to, in an autograd graph
+)->Tensor:
+    "`geom` applied to each value's index (an integer map, cut as masks are), then one `take` moves the values: differentiable"
     # (the fast paths write into buffers with `out=`, which autograd refuses; `take` sends each value's gradient back to its source)
     return torch.take(t, geom.apply(torch.arange(t.numel(), device=t.device).view(t.shape)))
 
