@@ -231,7 +231,8 @@ def _is_spatial(t, sp:tuple)->bool:
 
 class MixHandler(Callback):
     "Base class of the batch-mixing callbacks: sampling, pairing, probability, schedules and the mixed loss"
-    run_valid,order = False,0
+    run_valid,base_order = False,0  # (its `order` outside a mixed batch's events from `after_pred` on)
+    mix = hidden_yb = None  # (per batch; here too for `order`, read before they are set)
     at,ahead_end = None,0  # (see `__init__` and `next_mix`; here too for mixers saved before they existed)
     image_only = True  # the method cuts space: its batches are (B, C, *space)
     space_dims = (2,)  # the numbers of spatial axes it can cut: images; `CutMix` and `RICAP` also signals (1) and volumes (3)
@@ -519,6 +520,15 @@ class MixHandler(Callback):
         own = _loop_only(learn.xb)  # (first: an argument waiting for a call would count as a holder)
         mix, xb, yb = self.mix_batch(learn.xb, learn.yb, own, ahead, _y_int(learn.loss_func))
         if mix is not None: self.mix, learn.xb, learn.yb = mix, xb, yb
+
+    @property
+    def order(self):
+        "`base_order`; in a mixed batch, last in `after_pred` and first in `after_loss` (and last after that, until `after_batch`)"
+        # the targets are hidden from fastai's own loss from this `after_pred` to this `after_loss`: every other callback
+        # runs outside that span, so it sees the batch's targets in `after_pred` and the mixed loss in `after_loss`
+        return -math.inf if self.hidden_yb is not None else math.inf if self.mix is not None else self.base_order
+    @order.setter
+    def order(self, v): self.base_order = v
 
     def after_pred(self):
         "Hide targets the mixed loss will use from the learner, so that it skips its own loss on them"

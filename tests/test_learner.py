@@ -205,3 +205,27 @@ def test_a_mix_under_inference_mode_leaves_the_next_fit_working(name, mode):
     learn.dls = DataLoaders(TfmdDL(items, bs=8, shuffle=True, drop_last=True), TfmdDL(items[:8], bs=8))
     with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
     assert len(learn.recorder.values) == 1 and all(map(math.isfinite, learn.recorder.values[0]))
+
+@pytest.mark.parametrize('method', MIXERS)
+@pytest.mark.parametrize('order,first', [(0, True), (0, False), (-5, False), (5, True)], ids=['0-listed-first', '0-listed-after', 'before', 'after'])
+def test_other_callbacks_see_the_targets_and_the_mixed_loss(method, order, first):
+    "Wherever a callback sits, its `after_pred` sees the batch's targets and its `after_loss` the mixed loss, which a penalty it adds changes (as with fastai's `MixUp`)"
+    cb, ys, seen, exp = MIXERS[method](seed=0), [], [], []
+    class Penalty(Callback):
+        def after_pred(self):
+            if self.training: ys.append(len(self.learn.yb) == 1 and self.learn.yb[0].shape == (8,))
+        def after_loss(self):
+            if not self.training: return
+            seen.append(self.learn.loss_grad.item()); self.learn.loss_grad = self.learn.loss_grad + 100.
+    class Check(Callback):
+        order = 90
+        def after_loss(self):
+            if not self.training: return
+            mix = cb.mix
+            mixed = mixed_loss(self.learn.loss_func, self.pred, [(self.yb[0][mix.idx[k]],) for k in range(mix.K)], mix.weights)
+            exp.append((mixed.item(), self.learn.loss_grad.item()))
+    pen = Penalty(); pen.order = order
+    learn = synth_learner(cbs=[pen, cb, Check()] if first else [cb, pen, Check()])
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
+    assert len(ys) == len(seen) == len(exp) == 6 and all(ys)
+    assert all(abs(s - m) < 1e-5 and abs(f - m - 100) < 1e-4 for s, (m, f) in zip(seen, exp))
