@@ -10,7 +10,7 @@ import argparse, math, sys, warnings
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['QUICK', 'FULL', 'CLIError', 'parser', 'main']
+__all__ = ['SEED_END', 'QUICK', 'FULL', 'CLIError', 'parser', 'main']
 
 # %% ../nbs/30_cli.ipynb #81e70b1c
 class CLIError(Exception): "A bad argument or input: the command line reports it in one line, never a traceback"
@@ -26,11 +26,12 @@ def _methods(s, flag='--methods'):
     if len(set(ms)) < len(ms): raise CLIError(f"{flag}: {next(m for m in ms if ms.count(m) > 1)} given twice")  # its runs would count as more seeds
     return ms
 
-def _positive(name, typ=int, zero_ok=False):
+def _positive(name, typ=int, zero_ok=False, below=None):
     def f(s):
         try: v = typ(s)
         except ValueError: raise CLIError(f"{name} must be a {'whole number' if typ is int else 'number'}, got {s!r}")
         if not (v >= 0 if zero_ok else v > 0): raise CLIError(f"{name} must be {'>=' if zero_ok else '>'} 0, got {v}")  # `not`: NaN fails too
+        if below is not None and v >= below: raise CLIError(f"{name} must be below {below}, got {v}")
         if not math.isfinite(v): raise CLIError(f"{name} must be a finite number, got {v}")
         return v
     return f
@@ -50,10 +51,13 @@ def _picture(out:str, n:int, dls)->Path:
     if len(dls.train) == 0: raise CLIError(f"--n {n}: the data holds only {len(dls.train_ds)} training images")
     return out
 
+SEED_END = 2 ** 64  # seeds reach `torch.manual_seed`, which takes 64 bits
+
 def _seeds(s):
     try: seeds = [int(v) for v in s.split(',') if v.strip()]
     except ValueError: raise CLIError(f"--seeds must be whole numbers separated by commas, got {s!r}")
-    if not seeds or len(set(seeds)) < len(seeds) or min(seeds) < 0: raise CLIError(f"--seeds must be distinct whole numbers >= 0, got {s!r}")
+    if not seeds or len(set(seeds)) < len(seeds) or min(seeds) < 0 or max(seeds) >= SEED_END:
+        raise CLIError(f"--seeds must be distinct whole numbers from 0 to {SEED_END - 1}, got {s!r}")
     return seeds
 
 QUICK = dict(epochs=2, n_train=256, n_test=500)  # `--quick`: a smoke run, whose numbers mean nothing
@@ -83,7 +87,7 @@ def parser()->argparse.ArgumentParser:
     v.add_argument('--data', default=None, help="an image folder in ImageNet layout (default: scikit-image's bundled photos, from the demo extra)")
     v.add_argument('--out', default='preview.png', help='the picture to write, its format from its extension (default: %(default)s)')
     v.add_argument('--n', type=_positive('--n'), default=6, help='how many images, at least 2 (default: %(default)s)')
-    v.add_argument('--seed', type=_positive('--seed', zero_ok=True), default=0, help="the mixer's seed, a whole number >= 0 (default: %(default)s)")
+    v.add_argument('--seed', type=_positive('--seed', zero_ok=True, below=SEED_END), default=0, help="the mixer's seed, a whole number >= 0 (default: %(default)s)")
     v.add_argument('--mode', choices=['batch', 'sample'], default='batch', help="one draw per batch, or one per image (default: %(default)s)")
     v.add_argument('--panels', action='store_true', help='add the partner and the difference beside each image')
     return p

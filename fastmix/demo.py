@@ -170,7 +170,7 @@ def plot_errors(curves:dict, # method -> list over seeds of test error per epoch
     fig, ax = plt.subplots(figsize=(6, 4))
     for m, cs in curves.items():
         c = np.mean(cs, 0) * 100
-        ax.plot(range(1, len(c) + 1), c, label=m, lw=2.5 if m == 'baseline' else 1.5, color='k' if m == 'baseline' else None)
+        ax.plot(range(1, len(c) + 1), c, 'o-', ms=3, label=m, lw=2.5 if m == 'baseline' else 1.5, color='k' if m == 'baseline' else None)  # (one epoch: a point)
     ax.set(xlabel='epoch', ylabel='test error (%), mean over seeds', ylim=(0, None)); ax.legend(); ax.grid(alpha=.3)
     fig.tight_layout()
     if path: fig.savefig(path, dpi=80)

@@ -16,13 +16,14 @@ __all__ = ['label_shares', 'shares_title', 'mixed_preview_batch', 'mix_owner', '
 
 # %% ../nbs/20_preview.ipynb #3007d14d
 def label_shares(mix:Mix|None, yb:tuple, vocab=None, top:int=4)->list:
-    "For each image, `[(label, share), ...]` largest first: from the mix's sources (class indices) or a mixed float target (one value: `[('y = 1.91', None)]`)"
+    "For each image, `[(label, share), ...]` largest first: from the mix's sources (class indices) or a mixed float target (values, when no vocabulary names its columns: `[('y = 1.91', None)]`)"
     y = yb[0]
     names = (lambda i: str(vocab[i])) if vocab is not None else str
     if y.is_floating_point():  # multi-hot or soft target, already mixed by weight
         y = y.reshape(len(y), -1)
-        # one value, not one class's probability (a vocabulary of one): a regression target
-        if y.shape[1] == 1 and (vocab is None or len(vocab) != 1): return [[(f'y = {float(v):.3g}', None)] for v in y.cpu()]
+        # values (regression targets) unless a vocabulary names every column (a class's probability: a vocabulary of one)
+        if vocab is None or len(vocab) != y.shape[1]:
+            return [[('y = ' + ', '.join(f'{float(v):.3g}' for v in r[:top]) + (', …' if len(r) > top else ''), None)] for r in y.cpu()]
         return [[(names(int(i)), float(v)) for v, i in zip(*r.topk(min(top, r.numel()))) if v > 0] for r in y.float().cpu()]
     if mix is None: return [[(names(int(c)), 1.)] for c in y.cpu()]
     shares = []
@@ -41,6 +42,9 @@ def shares_title(shares:list)->str:
 # %% ../nbs/20_preview.ipynb #3987cf2a
 def mixed_preview_batch(mixer:MixHandler, dls:DataLoaders, n:int=9, batch=None, tries:int=20):
     "`batch` (default: a training batch of `dls`) mixed by `mixer`, with a copy of its generator: `(xb, yb, mix, original xb)`"
+    if not isinstance(mixer, MixHandler):  # (a class, fastai's own `MixUp`, the arguments swapped)
+        got = f"the class {mixer.__name__}: make one, `{mixer.__name__}()`" if isinstance(mixer, type) else f"a {type(mixer).__module__}.{type(mixer).__name__}"
+        raise TypeError(f"`mixer` must be a fastmix mixer (a `MixHandler` such as `CutMix()`), got {got}")
     state = mixer.rng.bit_generator.state
     try:
         b = batch if batch is not None else dls.one_batch()
@@ -70,6 +74,11 @@ def _mask_title(mix, i:int)->str:
     if mix is None: return 'mask'
     if mix.geom.cuts: return 'mixed mask'
     return shares_title([('own mask', float(mix.weights[i, 0])), ("partner's", float(mix.weights[i, 1:].sum()))])
+
+def _target_vocab(dls):
+    "The class names of the first target (the one the titles show), also where other blocks have their own (`dls.vocab` then lists them all)"
+    tls, i = getattr(getattr(dls, 'train_ds', None), 'tls', None), getattr(dls, 'n_inp', 1)
+    return getattr(tls[i], 'vocab', None) if tls is not None and len(tls) > i else getattr(dls, 'vocab', None)
 
 def _show_mask(m, ax, alpha=.35, cmap='tab20'):
     ax.imshow(m.cpu().numpy(), alpha=alpha, cmap=cmap, interpolation='nearest', vmin=0, vmax=19)
@@ -109,8 +118,7 @@ def show_mix(
     if xm[0].ndim != 4: raise ValueError(f"show_mix shows image batches (B, C, H, W), got shape {tuple(xm[0].shape)}; "
                                          "the Shapes page plots signals and volumes")
     n = len(xm[0])
-    vocab = getattr(dls, 'vocab', None)
-    if isinstance(vocab, L) and len(vocab) and isinstance(vocab[0], (list, L)): vocab = vocab[-1]
+    vocab = _target_vocab(dls)
     mask = ym[0] if ym[0].ndim >= 3 and not ym[0].is_floating_point() else None
     shares = label_shares(mix, ym if mask is None else (ym[0].new_zeros(n),), None if mask is not None else vocab)
     x = xm[0]

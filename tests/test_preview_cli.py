@@ -123,6 +123,8 @@ def test_preview_command(tmp_path):
     (['demo', '--methods', 'mixup,cutmix,mixup'], '--methods: mixup given twice'),
     (['preview', '--out', 'p.pgf'], "--out must end in a picture format"),
     (['demo', '--quick', '--n-train', '64', '--bs', '128'], '--bs 128: larger than the 64 training images'),
+    (['preview', '--seed', str(2 ** 64)], f'--seed must be below {2 ** 64}, got {2 ** 64}'),  # (torch's seeds are 64 bits)
+    (['demo', '--seeds', f'0,{2 ** 64}'], f'--seeds must be distinct whole numbers from 0 to {2 ** 64 - 1}'),
 ])
 def test_bad_arguments_one_line(args, msg):
     r = _run(*args)
@@ -210,3 +212,33 @@ def test_default_photos_without_the_demo_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, 'skimage', None)  # what an environment without it imports
     monkeypatch.setitem(sys.modules, 'skimage.data', None)
     with pytest.raises(CLIError, match=r"the default photos need scikit-image: pip install 'fastmix\[demo\]'"): photo_dls(bs=2)
+
+def test_titles_of_several_values_and_of_the_first_of_two_class_targets():
+    "A regression target of several values is titled with its values, not as class shares; with two class targets the titles name the first one's classes"
+    assert label_shares(None, (torch.tensor([[4.18, -4.18]]),)) == [[('y = 4.18, -4.18', None)]]
+    assert label_shares(None, (torch.tensor([[0., .7, .3]]),), ['a', 'b', 'c']) == [[('b', pytest.approx(.7)), ('c', pytest.approx(.3))]]
+    g = torch.Generator().manual_seed(0)
+    xs = torch.rand(16, 3, 8, 8, generator=g)
+    db = DataBlock(blocks=(TransformBlock, CategoryBlock, CategoryBlock), n_inp=1, get_x=lambda i: xs[i],
+                   get_y=[lambda i: ('even', 'odd')[i % 2], lambda i: ('bird', 'cat', 'dog')[i % 3]], splitter=IndexSplitter([14, 15]))
+    dls = db.dataloaders(list(range(16)), bs=8)
+    ts = _titles(show_mix(MixUp(seed=0), dls, n=4))
+    assert len(ts) == 4 and all(set(re.findall(r'[a-z]+', t)) <= {'even', 'odd'} and re.findall(r'[a-z]+', t) for t in ts), ts
+    plt.close('all')
+
+def test_a_wrong_mixer_is_named():
+    "The class instead of a mixer, fastai's own `MixUp`, or the arguments swapped: an error that names `mixer`"
+    from fastai.callback.mixup import MixUp as FastaiMixUp
+    from types import SimpleNamespace
+    dls = SimpleNamespace()
+    for mixer, msg in ((CutMix, 'got the class CutMix: make one, `CutMix()`'), (FastaiMixUp(), 'got a fastai.callback.mixup.MixUp'),
+                       (dls, 'got a types.SimpleNamespace')):
+        with pytest.raises(TypeError, match=re.escape(f"`mixer` must be a fastmix mixer (a `MixHandler` such as `CutMix()`), {msg}")):
+            show_mix(mixer, dls)
+
+def test_the_error_chart_of_one_epoch_shows_its_points():
+    "With `--epochs 1` each curve is one point: drawn with a marker, not as an invisible line"
+    from fastmix.demo import plot_errors
+    fig = plot_errors({'baseline': [[.2]], 'mixup': [[.15]]})
+    assert [(l.get_marker(), len(l.get_xdata())) for l in fig.axes[0].lines] == [('o', 1), ('o', 1)]
+    plt.close('all')
