@@ -29,22 +29,29 @@ def test_long_run_no_memory_growth_no_nan(method):
     cbs = [MIXERS[method](mode='batch', seed=0), MIXERS[method](mode='sample', p=.7, seed=1)]
     for cb in cbs: cb.learn = learn
     n_tensors()  # the list of all objects it makes takes memory once: make it before the first measure
-    levels, n_mixed = [], 0
-    for i in range(1000):
-        cb = cbs[i % 2]
-        learn.xb, learn.yb = (torch.randn(8, 3, 8, 8),), (torch.randint(0, 3, (8,)),)
-        cb.before_batch()
-        n_mixed += cb.mix is not None
-        assert torch.isfinite(learn.xb[0]).all()
-        learn.pred = model(*learn.xb)
-        learn.loss_grad = lf(learn.pred, *learn.yb)
-        cb.after_loss()
-        assert torch.isfinite(learn.loss_grad), i
-        opt.zero_grad(); learn.loss_grad.backward(); opt.step()
-        cb.after_batch()
-        if i in (99, 999): gc.collect(); levels.append((rss_bytes(), n_tensors()))
-    (rss0, nt0), (rss1, nt1) = levels
+    done, n_mixed = 0, 0
+    def steps(n):
+        "`n` more training steps, then the resident memory and the live tensors"
+        nonlocal done, n_mixed
+        for i in range(done, done + n):
+            cb = cbs[i % 2]
+            learn.xb, learn.yb = (torch.randn(8, 3, 8, 8),), (torch.randint(0, 3, (8,)),)
+            cb.before_batch()
+            n_mixed += cb.mix is not None
+            assert torch.isfinite(learn.xb[0]).all()
+            learn.pred = model(*learn.xb)
+            learn.loss_grad = lf(learn.pred, *learn.yb)
+            cb.after_loss()
+            assert torch.isfinite(learn.loss_grad), i
+            opt.zero_grad(); learn.loss_grad.backward(); opt.step()
+            cb.after_batch()
+        done += n
+        gc.collect()
+        return rss_bytes(), n_tensors()
+    (rss0, nt0), (rss1, nt1) = steps(100), steps(900)
     assert nt1 == nt0, f"{nt1 - nt0} more live tensors"
+    # the allocator may take a few MiB once (in CI this process ran other tests before): a leak grows again, by as much
+    if rss1 - rss0 >= 2 * 2**20: rss0, (rss1, _) = rss1, steps(900)
     assert rss1 - rss0 < 2 * 2**20, f"resident memory grew by {(rss1 - rss0) / 2**20:.1f} MiB"
     assert n_mixed > 800 and all(cb.mix is None for cb in cbs)
     assert all(torch.isfinite(p).all() for p in model.parameters())
