@@ -266,8 +266,9 @@ class MixHandler(Callback):
         # fastai checks every attribute set on a callback against the learner's, which costs more than a whole
         # per-batch mix at small sizes: per-batch state skips that check (its names shadow nothing)
         if name in _per_batch: return object.__setattr__(self, name, value)
-        if (check := self.checks.get(name)) is not None: value = check(value)
-        super().__setattr__(name, value)
+        # a hyper-parameter is the mixer's own, whatever the learner holds of that name (`modules`: the model's method)
+        if (check := self.checks.get(name)) is not None: object.__setattr__(self, name, check(value))
+        else: super().__setattr__(name, value)
         if name == 'seed': self.reseed()
 
     @property

@@ -6,7 +6,7 @@ Docs: https://fastmix.github.io/fastmix/manifold.html.md"""
 
 # %% ../nbs/12_manifold.ipynb #71f6a913
 from __future__ import annotations
-import numbers, numpy as np, torch
+import numbers, sys, numpy as np, torch
 from torch import nn, Tensor
 from fastai.basics import *
 from .core import *
@@ -18,7 +18,10 @@ __all__ = ['default_modules', 'sweep_hooks', 'OneForward', 'ManifoldMixUp']
 # %% ../nbs/12_manifold.ipynb #6d95eee6
 def default_modules(model:nn.Module)->list:
     "The blocks `ManifoldMixUp` chooses from by default: the model's top-level children that hold parameters, but the last"
-    m = getattr(model, 'module', model)  # inside `DistributedDataParallel`
+    m = _unwrap(model)
+    tab = sys.modules.get('fastai.tabular.model')  # (not imported: there is no fastai tabular model)
+    # fastai's tabular model calls `bn_cont` on the continuous features alone: its hidden layers see the whole row
+    if tab is not None and isinstance(m, tab.TabularModel): return _blocks(m.layers.children())[:-1]
     kids = list(m.children())
     # a wrapper around one model: its one child with parameters, beside steps without (a softmax, a cast to float)
     while len(held := _blocks(kids)) == 1 and next(held[0].children(), None) is not None: kids = list(held[0].children())
@@ -26,6 +29,10 @@ def default_modules(model:nn.Module)->list:
     # last that holds parameters (a softmax after it holds none)
     if len(kids) == 2 and all(isinstance(k, nn.Sequential) for k in kids): return _blocks(kids[0].children())
     return held[:-1]
+
+def _unwrap(model:nn.Module)->nn.Module:
+    "The model inside `DistributedDataParallel` or `DataParallel`; any other model itself (a child named `module` too)"
+    return model.module if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else model
 
 def _blocks(mods)->list:
     "The modules of `mods` that hold parameters and that a model calls (a `ModuleList` or `ModuleDict`, as fastai's tabular `embeds`, it indexes)"
@@ -105,7 +112,7 @@ def _check_modules(modules):
 
 def _resolve(model:nn.Module, modules:list|None, include_input:bool)->list:
     "`(name, module)` of every choice, `(\'input\', None)` first if `include_input`"
-    m = getattr(model, 'module', model)
+    m = _unwrap(model)
     named = dict(m.named_modules())
     ids = {id(v): k for k, v in named.items()}
     out = [('input', None)] if include_input else []
@@ -126,17 +133,17 @@ def _resolve(model:nn.Module, modules:list|None, include_input:bool)->list:
 # %% ../nbs/12_manifold.ipynb #b6f69af8
 class ManifoldMixUp(MixUp):
     "Manifold MixUp: MixUp of the activations of a layer drawn each batch (or of the input), labels weighted `(λ, 1−λ)` (https://arxiv.org/abs/1806.05236)"
-    checks = {**MixUp.checks, 'include_input': flag('include_input')}
+    checks = {**MixUp.checks, 'include_input': flag('include_input'), 'modules': _check_modules}
     @delegates(MixHandler.__init__)
     def __init__(self,
         alpha:float=0.4, # α of Beta(α, α); a number or a schedule of training progress
-        modules:list=None, # Modules (or their names in `model.named_modules()`) whose output may be mixed; None: `default_modules`
+        modules:list=None, # Modules (or their names in `model.named_modules()`) whose output may be mixed; None: `default_modules`. Read at each fit's start
         include_input:bool=False, # Also choose the input batch (plain MixUp), as one more choice
         keep_dominant:bool=False, # λ ← max(λ, 1−λ), as in `MixUp`
         **kwargs # `p`, `mode`, `seed`, `off_epochs`, `off_pct` of `MixHandler`
     ):
         super().__init__(alpha=alpha, keep_dominant=keep_dominant, **kwargs)
-        self.module_spec,self.include_input = _check_modules(modules),include_input
+        self.modules,self.include_input = modules,include_input
         self.choices,self.counts,self.mixed_at,self.hooks,self.new_fit = [],{},None,None,True
 
     @property
@@ -172,7 +179,7 @@ class ManifoldMixUp(MixUp):
             raise ValueError("ManifoldMixUp can't mix inside `nn.DataParallel` on several GPUs: each GPU's copy of the model sees a "
                              "slice of the batch, and an image's partner may be on another. Use distributed data parallel "
                              "(fastai's `distrib_ctx`), where each process mixes its own batch")
-        self.choices,self.new_fit = _resolve(self.learn.model, self.module_spec, self.include_input),False
+        self.choices,self.new_fit = _resolve(self.learn.model, self.modules, self.include_input),False
         self.counts = {k: 0 for k, _ in self.choices}
     def before_batch(self):
         self.unhook()

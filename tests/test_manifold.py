@@ -346,20 +346,54 @@ def test_hidden_blend_gradient_is_the_blend_matrix_transposed(K, per_sample):
     torch.testing.assert_close(out, (M @ t.detach().view(bs, -1)).view_as(t))
     torch.testing.assert_close(grad, (M.T @ up.view(bs, -1)).view_as(t))
 
-def test_default_modules_skip_containers_the_model_never_calls():
-    "fastai's tabular model indexes its `embeds` ModuleList: drawing it would fail the batch (it has no output to mix)"
+@pytest.mark.parametrize('cont', [True, False])
+def test_tabular_models_are_mixed_at_their_hidden_layers(cont):
+    "fastai's tabular model: `bn_cont` sees the continuous features alone, and its `embeds` ModuleList is indexed: the hidden layers see the whole row"
     import pandas as pd
     from fastai.tabular.all import TabularDataLoaders, tabular_learner, Categorify, Normalize
-    from fastmix.manifold import default_modules
     g = np.random.default_rng(0)
     df = pd.DataFrame({'a': g.choice(['x', 'y', 'z'], 96), 'b': g.normal(size=96), 'y': g.choice(['p', 'q'], 96)})
-    dls = TabularDataLoaders.from_df(df, cat_names=['a'], cont_names=['b'], y_names='y', procs=[Categorify, Normalize], bs=16)
-    mods = default_modules(tabular_learner(dls, layers=[8]).model)
-    assert mods and not any(isinstance(m, (nn.ModuleList, nn.ModuleDict)) for m in mods)
-    for seed in range(3):
-        learn = tabular_learner(dls, layers=[8], cbs=ManifoldMixUp(seed=seed))
+    dls = TabularDataLoaders.from_df(df, cat_names=['a'], cont_names=['b'] if cont else [], y_names='y', procs=[Categorify, Normalize], bs=16)
+    model = tabular_learner(dls, layers=[8, 4]).model
+    assert default_modules(model) == [model.layers[0], model.layers[1]]  # not the output layer
+    for seed in range(3):  # (only categorical columns: `bn_cont` is never called, so mixing there failed every batch)
+        cb = ManifoldMixUp(seed=seed)
+        learn = tabular_learner(dls, layers=[8, 4], cbs=cb)
         with learn.no_bar(), learn.no_logging(): learn.fit(1)
+        assert set(cb.counts) == {'layers.0', 'layers.1'} and sum(cb.counts.values()) == len(dls.train)
         assert np.isfinite(learn.recorder.losses[-1].item())
+
+class HasModule(nn.Module):
+    "A model whose child is stored as `self.module`, as a wrapper's is: it is no `DistributedDataParallel`"
+    def __init__(self): super().__init__(); self.module,self.head = net(), nn.Linear(3, 3)
+    def forward(self, x): return self.head(self.module(x))
+
+@pytest.mark.parametrize('modules', [['module.2'], 'head', None])
+def test_a_child_named_module_is_no_parallel_wrapper(modules):
+    "Names from `learn.model.named_modules()` and modules outside `.module` are the model's; only `DataParallel` and `DistributedDataParallel` are unwrapped"
+    model = HasModule()
+    if modules == 'head': modules = [model.head]
+    cb = ManifoldMixUp(seed=0, modules=modules)
+    learn = learner(cb, model)
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
+    assert list(cb.counts) == (['module.2'] if modules == ['module.2'] else ['head'] if modules else ['module'])
+    inner = net()
+    assert default_modules(nn.DataParallel(inner)) == default_modules(inner) != []  # (on the CPU it wraps one model)
+
+def test_modules_can_be_read_and_set_between_fits():
+    "`modules` is the mixer's own hyper-parameter: read back, checked when set, applied from the next fit, with no warning about the learner's `modules`"
+    import warnings
+    cb = ManifoldMixUp(seed=0, modules=['0'])
+    learn = learner(cb)
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
+    assert cb.modules == ['0'] and list(cb.counts) == ['0']
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        cb.modules = ['2']
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
+    assert list(cb.counts) == ['2'] and cb.counts['2'] > 0
+    with pytest.raises(TypeError, match='`modules` must be None or a non-empty list'): cb.modules = 'garbage'
+    assert cb.modules == ['2']
 
 def test_signature_shows_the_handlers_parameters():
     "Its page's parameter table lists what it passes to `MixHandler` (`@delegates`), as every method's does"
