@@ -6,7 +6,7 @@ Docs: https://fastmix.github.io/fastmix/cutmixup.html.md"""
 
 # %% ../nbs/04_cutmixup.ipynb #5a4b7d55
 from __future__ import annotations
-import numpy as np, torch
+import functools, math, numpy as np, torch
 from fastai.basics import *
 from .core import *
 from .geometry import to_device, small_batch, lerp_partners
@@ -24,12 +24,18 @@ class Select:
         geoms:list, # the geometries (None: picked by no image)
         partner:Tensor=None, # (B,) each image's partner `idx[1]` in the geometry it picked
     ):
-        self.pick,self.geoms,self.partner = pick,geoms,partner
-        self.picked = [None if g is None else pick == i for i, g in enumerate(geoms)]  # made with the mix (often drawn ahead)
+        self.pick,self.geoms,self.partner,self.plan = pick,geoms,partner,None  # plan: `plan_small`'s
         cuts = {g.cuts for g in geoms if g is not None}  # None: no image picked that mixer
         self.cuts = cuts.pop() if len(cuts) == 1 else None  # None: some blend, some cut
 
+    @functools.cached_property
+    def picked(self)->list: return [None if g is None else self.pick == i for i, g in enumerate(self.geoms)]
+
     def apply(self, t:Tensor, inplace:bool=False, scratch=None)->Tensor:
+        if self.plan is not None and self.plan[0] == (t.shape, t.dtype, t.device) and t.is_contiguous():
+            src, w, cut = self.plan[1]
+            a, b = torch.take(t, src).unbind(0)  # each image's own or cut pixels, and its partner's
+            return torch.where(cut, a, a.lerp(b, w))
         w = self.lerp_weight(t)
         # every choice moves the image toward one partner (MixUp, CutMix, FMix): one gather, one lerp
         if w is not None: return lerp_partners(t, self.partner, w, inplace, scratch, binary=self.cuts is True)
@@ -51,6 +57,30 @@ class Select:
         for wi, m in zip(ws, self.picked):
             if wi is not None: w = wi if w is None else torch.where(m.view(-1, *[1] * (t.ndim - 1)), wi, w)
         return w
+    @staticmethod
+    def plan_small(sels:list, t:Tensor):
+        "Plan small float batches like `t` for a window of choices at once: each is then one `take` of (own or cut, partner) values, one `lerp`, one `where`"
+        # (the geometries' own small paths cost a gather each, then a `where` per geometry)
+        if not (sels and small_batch(t) and t.is_contiguous() and t.is_floating_point() and sels[0].partner is not None): return
+        n, bs, per, dev, s1 = len(sels), t.shape[0], math.prod(t.shape[1:]), t.device, (t.shape[0], *[1] * (t.ndim - 1))
+        pick, own = torch.stack([s.pick for s in sels]), torch.arange(bs * per, device=dev).view(t.shape)
+        a, partner = own.expand(n, *t.shape), torch.stack([s.partner for s in sels])[..., None] * per + torch.arange(per, device=dev)
+        w, cut, none = torch.zeros(n, bs, device=dev), torch.zeros(n, bs, dtype=torch.bool, device=dev), torch.zeros(bs, 2, device=dev)
+        for i in range(len(sels[0].geoms)):
+            # a batch without geometry `i` (no image picked it) gets a stand-in: `on` is False all along it
+            gs, on = [s.geoms[i] for s in sels], pick == i
+            present = [g for g in gs if g is not None]
+            if not present: continue
+            if all(hasattr(g, 'flat_source') and g.small(t) for g in present):  # it moves values: its planned gather's sources
+                a = torch.where(on.view(n, *s1), torch.stack([own if g is None else g.flat_source(t) for g in gs]), a)
+                cut |= on
+            elif all(getattr(g, 'lerps', False) for g in present):  # a blend toward the partner
+                w = torch.where(on, torch.stack([none if g is None else g.weights for g in gs])[..., 1], w)
+            else: return  # (another geometry: each applies itself)
+        src = torch.stack([a, partner.view(n, *t.shape)], 1)  # (n, 2, *t.shape): own or cut values, then the partner's
+        key, w, cut = (t.shape, t.dtype, t.device), w.to(t.dtype).view(n, *s1), cut.view(n, *s1)
+        for s, *plan in zip(sels, src.unbind(0), w.unbind(0), cut.unbind(0)): s.plan = key, plan
+
     def owner(self, size:tuple, dev)->Tensor:
         "(B, *size) layer painting each pixel: the chosen geometry's own map, 0 where it blends (previews outline it)"
         own = torch.zeros(len(self.pick), *size, dtype=torch.uint8, device=dev)
@@ -128,9 +158,11 @@ class MixChoice(MixHandler):
             sel = pick_t[rows] == i
             idx[rows, :k] = torch.where(sel[:, None], torch.stack([m.idx for m in d]), idx[rows, :k])
             weights[rows, :, :k] = torch.where(sel[..., None], torch.stack([m.weights for m in d]), weights[rows, :, :k])
-        geoms = [iter([m.geom for m in d]) for d in drawn]
-        return [Mix(i, w, Select(p, [next(g) if h[j] else None for g, h in zip(geoms, has)], i[1] if K == 2 else None))
-                for j, (i, w, p) in enumerate(zip(idx.unbind(0), weights.unbind(0), pick_t.unbind(0)))]
+        geoms, idx = [iter([m.geom for m in d]) for d in drawn], idx.unbind(0)
+        sels = [Select(p, [next(g) if h[j] else None for g, h in zip(geoms, has)], i[1] if K == 2 else None)
+                for j, (i, p) in enumerate(zip(idx, pick_t.unbind(0)))]
+        Select.plan_small(sels, x)
+        return list(map(Mix, idx, weights.unbind(0), sels))
 
 # %% ../nbs/04_cutmixup.ipynb #fba34d99
 class CutMixUp(MixChoice):

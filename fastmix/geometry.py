@@ -131,10 +131,11 @@ class Blend:
     ):
         self.idx,self.weights,self.keep_base,self.w,self._w = idx,weights,keep_base,w,{}
         self.rows = idx.unbind(0)  # made with the mix (often drawn ahead): indexing `idx` per batch costs a tensor op
+        self.lerps = keep_base and len(self.rows) == 2  # the output is `lerp(t, t[idx[1]], weights[:, 1])`
 
     def apply(self, t:Tensor, inplace:bool=False, scratch:Scratch=None)->Tensor:
         "Blend the sources of `t`; write into `t` if `inplace` and the base is `t` itself"
-        if self.keep_base and len(self.rows) == 2:
+        if self.lerps:
             # lerp(a, b, w) = a + w·(b − a): exactly `a` where w = 0; the partners must be copied out before `t` changes.
             # A tensor in an autograd graph (a hidden activation) can't be copied into a buffer, and a small batch's
             # copy costs less than a buffer's bookkeeping. `index_select`, not `t[idx]`: its backward adds rows
@@ -151,7 +152,7 @@ class Blend:
 
     def lerp_weight(self, t:Tensor, scratch:Scratch=None):
         "The partner `idx[1]`'s weight, broadcastable to `t` (a number per batch), when the output is `lerp(t, t[idx[1]], weight)`; else None"
-        if not (self.keep_base and len(self.rows) == 2): return None
+        if not self.lerps: return None
         if self.w is not None: return self.w
         key = (t.dtype, t.ndim)  # made once: two tensor ops per batch otherwise
         if key not in self._w: self._w[key] = _bcast(self.weights[:, 1], t)
@@ -271,12 +272,17 @@ class Paste:
         self.host_idx = _on_host(idx, host_idx)
         self.d = self.rects.shape[-1] // 3  # spatial axes: the last `d` dims of every tensor it is applied to
         self._src = self._owner = self._rects = self._flat = None
-        self.rows = idx.unbind(0)
-        # per batch, each non-empty layer as plain numbers (destination corner, source corner, extent), made with the mix
-        # (Python lists: numpy on arrays this small costs a microsecond an op)
-        d, r = self.d, self.rects[0].tolist()
-        self.layers = [(k, l[0:2*d:2], l[2*d:], ext) for k, l in enumerate(r) if k >= keep_base
-                       and min(ext := [h - lo for lo, h in zip(l[0:2*d:2], l[1:2*d:2])]) > 0] if len(self.rects) == 1 else None
+
+    # made when first used: a small batch's gather (most mixes drawn ahead) needs neither
+    @functools.cached_property
+    def rows(self)->tuple: return self.idx.unbind(0)  # (indexing `idx` at each use costs a tensor op)
+    @functools.cached_property
+    def layers(self)->list|None:
+        "Per batch, each non-empty layer as plain numbers: destination corner, source corner, extent (None: boxes per image)"
+        if len(self.rects) > 1: return None
+        d, r = self.d, self.rects[0].tolist()  # (Python lists: numpy on arrays this small costs a microsecond an op)
+        return [(k, l[0:2*d:2], l[2*d:], ext) for k, l in enumerate(r) if k >= self.keep_base
+                and min(ext := [h - lo for lo, h in zip(l[0:2*d:2], l[1:2*d:2])]) > 0]
 
     def apply(self, t:Tensor, inplace:bool=False, scratch:Scratch=None)->Tensor:
         "Paste the layers of `t`'s sources; `t` is (B, *space) or (B, C, *space)"
@@ -556,10 +562,9 @@ class MaskPaste:
         like:Tensor=None, # a batch like the ones it will be applied to: a small one is planned now
     ):
         self.idx,self.mask,self._on,self._w,self._flat,self.host_idx = idx,np.asarray(mask, dtype=bool),{},{},None,_on_host(idx, host_idx)
-        self.rows = idx.unbind(0)  # made with the mix (often drawn ahead): indexing `idx` per batch costs a tensor op
         if like is not None: self.flat_source(like) if self.small(like) else self.lerp_weight(like)
 
-    small,gather_all = Paste.small,Paste.gather_all  # a small batch: one gather, as `Paste`'s
+    rows,small,gather_all = Paste.rows,Paste.small,Paste.gather_all  # a small batch: one gather, as `Paste`'s
 
     def flat_source(self, t:Tensor)->Tensor:
         "Index shaped like `t` of the source of every value of `t`: the partner's where the mask is set, its own elsewhere"

@@ -265,3 +265,39 @@ def test_small_typed_batches_mix_as_plain_ones_and_keep_their_types(name, mode):
     assert ym[0] is yb[0] and [type(t) for t in ym] == [type(t) for t in yb]
     assert all(torch.equal(a.as_subclass(torch.Tensor), b) for a, b in zip(ym[1:], pym[1:]))
     assert not torch.equal(pym[1], hot)  # the labels were blended (and the mask cut: `check_provenance` elsewhere)
+
+@pytest.mark.parametrize('make', [lambda s: CutMixUp(mode='sample', seed=s),
+                                  lambda s: MixChoice([MixUp(), CutMix(), FMix()], probs=[.3, .3, .4], mode='sample', seed=s),
+                                  lambda s: MixChoice([CutMix(), FMix()], mode='sample', seed=s)])
+@pytest.mark.parametrize('shape', [(4, 3, 8, 8), (6, 1, 6, 7), (2, 3, 5, 5)])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64, torch.bfloat16])
+def test_select_of_a_small_batch_is_one_planned_take(make, shape, dtype):
+    "Per sample, a small batch is one `take` of planned sources, one `lerp`, one `where`: exactly what each image's own geometry makes, inf and NaN included"
+    x = provenance_batch(*shape).to(dtype)
+    x[0, 0, 0, 0], x[-1, -1, -1, -1], x[1, 0, -1, 0] = float('inf'), float('nan'), -float('inf')  # a cut moves them, exactly
+    for seed in range(8):
+        mix, (xm,), _ = make(seed).mix_batch((x.clone(),), (torch.arange(len(x)),))
+        g = mix.geom
+        assert g.plan is not None, 'the small plan is made when the mixes are drawn'
+        plan, g.plan = g.plan, None
+        ref = g.apply(x)  # each geometry applied, each image picked from its own
+        torch.testing.assert_close(xm, ref, rtol=0, atol=0, equal_nan=True)
+        if dtype == torch.float32:  # and on a batch of finite values, each value's provenance
+            clean = provenance_batch(*shape)
+            mix, (xm,), _ = make(seed).mix_batch((clean.clone(),), (torch.arange(len(x)),))
+            assert mix.geom.plan is not None
+            check_provenance(clean, xm, mix)
+    # broken on purpose, it fails: the partners' values from the wrong images
+    mix, (xm,), _ = make(0).mix_batch((x.clone(),), (torch.arange(len(x)),))
+    g = mix.geom; src, w, cut = g.plan[1]; g.plan = g.plan[0], (src.roll(1, 1), w, cut)
+    with pytest.raises(AssertionError): torch.testing.assert_close(g.apply(x), xm, rtol=0, atol=0, equal_nan=True)
+
+def test_select_plans_small_batches_only_where_each_geometry_has_a_gather():
+    "Batches over 16,384 values, choices holding a geometry with no planned gather (ResizeMix) or more than one partner (RICAP), and batches of another dtype mix as before"
+    x = provenance_batch(4, 3, 8, 8)
+    assert MixChoice([CutMix(), ResizeMix()], mode='sample', seed=0).mix_batch((x,), (torch.arange(4),))[0].geom.plan is None
+    assert MixChoice([MixUp(), RICAP()], mode='sample', seed=0).mix_batch((x,), (torch.arange(4),))[0].geom.plan is None  # K = 4: no one partner
+    assert CutMixUp(mode='sample', seed=0).mix_batch((provenance_batch(8, 3, 32, 32),), (torch.arange(8),))[0].geom.plan is None
+    mix, (xm,), _ = CutMixUp(mode='sample', seed=0).mix_batch((x,), (torch.arange(4),))
+    assert mix.geom.plan is not None and mix.geom.apply(x.double()) is not None  # another dtype: each geometry applies itself
+    torch.testing.assert_close(mix.geom.apply(x.double()), xm.double(), rtol=0, atol=1e-6)
