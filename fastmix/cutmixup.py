@@ -58,10 +58,17 @@ class Select:
             if wi is not None: w = wi if w is None else torch.where(m.view(-1, *[1] * (t.ndim - 1)), wi, w)
         return w
     @staticmethod
-    def plan_small(sels:list, t:Tensor):
+    def prepare_all(sels:list, like:Tensor):
+        "Prepare a window of choices for batches like `like`, when they are drawn: small ones planned (`plan_small`), else `picked` made"
+        # (made in the batch instead, after a training step, each of its tensor ops costs several times more)
+        if not Select.plan_small(sels, like):
+            for s in sels: s.picked
+
+    @staticmethod
+    def plan_small(sels:list, t:Tensor)->bool:
         "Plan small float batches like `t` for a window of choices at once: each is then one `take` of (own or cut, partner) values, one `lerp`, one `where`"
         # (the geometries' own small paths cost a gather each, then a `where` per geometry)
-        if not (sels and small_batch(t) and t.is_contiguous() and t.is_floating_point() and sels[0].partner is not None): return
+        if not (sels and small_batch(t) and t.is_contiguous() and t.is_floating_point() and sels[0].partner is not None): return False
         n, bs, per, dev, s1 = len(sels), t.shape[0], math.prod(t.shape[1:]), t.device, (t.shape[0], *[1] * (t.ndim - 1))
         pick, own = torch.stack([s.pick for s in sels]), torch.arange(bs * per, device=dev).view(t.shape)
         a, partner = own.expand(n, *t.shape), torch.stack([s.partner for s in sels])[..., None] * per + torch.arange(per, device=dev)
@@ -76,10 +83,11 @@ class Select:
                 cut |= on
             elif all(getattr(g, 'lerps', False) for g in present):  # a blend toward the partner
                 w = torch.where(on, torch.stack([none if g is None else g.weights for g in gs])[..., 1], w)
-            else: return  # (another geometry: each applies itself)
+            else: return False  # (another geometry: each applies itself)
         src = torch.stack([a, partner.view(n, *t.shape)], 1)  # (n, 2, *t.shape): own or cut values, then the partner's
         key, w, cut = (t.shape, t.dtype, t.device), w.to(t.dtype).view(n, *s1), cut.view(n, *s1)
         for s, *plan in zip(sels, src.unbind(0), w.unbind(0), cut.unbind(0)): s.plan = key, plan
+        return True
 
     def owner(self, size:tuple, dev)->Tensor:
         "(B, *size) layer painting each pixel: the chosen geometry's own map, 0 where it blends (previews outline it)"
@@ -161,7 +169,7 @@ class MixChoice(MixHandler):
         geoms, idx = [iter([m.geom for m in d]) for d in drawn], idx.unbind(0)
         sels = [Select(p, [next(g) if h[j] else None for g, h in zip(geoms, has)], i[1] if K == 2 else None)
                 for j, (i, p) in enumerate(zip(idx, pick_t.unbind(0)))]
-        Select.plan_small(sels, x)
+        Select.prepare_all(sels, x)
         return list(map(Mix, idx, weights.unbind(0), sels))
 
 # %% ../nbs/04_cutmixup.ipynb #fba34d99

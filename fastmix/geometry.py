@@ -273,7 +273,7 @@ class Paste:
         self.d = self.rects.shape[-1] // 3  # spatial axes: the last `d` dims of every tensor it is applied to
         self._src = self._owner = self._rects = self._flat = None
 
-    # made when first used: a small batch's gather (most mixes drawn ahead) needs neither
+    # made by `prepare_all` when a large batch needs them; a small batch's gather needs neither
     @functools.cached_property
     def rows(self)->tuple: return self.idx.unbind(0)  # (indexing `idx` at each use costs a tensor op)
     @functools.cached_property
@@ -321,7 +321,9 @@ class Paste:
     def prepare_all(cls, geoms:list, like:Tensor):
         "`prepare` each of `geoms` (alike: a window of mixes drawn ahead) for batches like `like`; the small-batch gathers in one computation"
         if geoms and geoms[0].small(like): return cls.plan_flat(geoms, like)
-        for g in geoms: g.prepare(like)
+        for g in geoms:
+            g.prepare(like)
+            g.rows, g.layers  # (read now, with the mix: made in the batch, after a training step, each costs a cold tensor op)
     def prepare(self, like:Tensor):
         "Plan what applying to batches like `like` needs, while the mix is drawn (ahead); small batches: `prepare_all`"
 
@@ -562,7 +564,9 @@ class MaskPaste:
         like:Tensor=None, # a batch like the ones it will be applied to: a small one is planned now
     ):
         self.idx,self.mask,self._on,self._w,self._flat,self.host_idx = idx,np.asarray(mask, dtype=bool),{},{},None,_on_host(idx, host_idx)
-        if like is not None: self.flat_source(like) if self.small(like) else self.lerp_weight(like)
+        if like is None: return
+        if self.small(like): self.flat_source(like)
+        else: self.lerp_weight(like); self.rows  # (read now, as `Paste.prepare_all` reads its own)
 
     rows,small,gather_all = Paste.rows,Paste.small,Paste.gather_all  # a small batch: one gather, as `Paste`'s
 

@@ -278,7 +278,7 @@ def test_select_of_a_small_batch_is_one_planned_take(make, shape, dtype):
     for seed in range(8):
         mix, (xm,), _ = make(seed).mix_batch((x.clone(),), (torch.arange(len(x)),))
         g = mix.geom
-        assert g.plan is not None, 'the small plan is made when the mixes are drawn'
+        assert g.plan is not None, 'the small plan is made when the mixes are drawn (`Select.prepare_all`)'
         plan, g.plan = g.plan, None
         ref = g.apply(x)  # each geometry applied, each image picked from its own
         torch.testing.assert_close(xm, ref, rtol=0, atol=0, equal_nan=True)
