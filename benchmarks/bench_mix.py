@@ -46,6 +46,7 @@ shape and thread count stops after 10 rounds once its `--budget` is spent. The t
     python benchmarks/bench_mix.py                 # full run (a few minutes), writes benchmarks/results/bench_cpu.{md,json}
     python benchmarks/bench_mix.py --quick --out /tmp/bench   # CI smoke test: tiny shapes, 3 repetitions, seconds
     python benchmarks/bench_mix.py --parts event,e2e --variants default --baseline 5ad1cf7 --stem bench_event  # issue 13: per-batch overhead, before and after
+    python benchmarks/bench_mix.py --render bench_event   # the targets checked again on a saved run (after a change of a target)
 """
 from __future__ import annotations
 import argparse, json, os, shlex, sys, time
@@ -74,6 +75,8 @@ def parse_args(argv=None):
     p.add_argument('--slow-ms', type=float, default=100.,
                    help='contenders whose warm-up median is slower than this get 10 timed calls only (default 100)')
     p.add_argument('--strict', action='store_true', help='exit 1 when a target FAILs (the default only reports)')
+    p.add_argument('--render', default=None, metavar='STEM',
+                   help='measure nothing: check the targets again on the rows of STEM.json (in --out) and rewrite STEM.md and the JSON\'s targets')
     p.add_argument('--worker', default=None, help=argparse.SUPPRESS)  # internal: run one variant, write JSON here
     a = p.parse_args(argv)
     a.threads = [int(t) for t in (a.threads or ('1' if a.quick else '1,2')).split(',')]
@@ -96,6 +99,7 @@ def main(argv=None):
         a.variant = os.environ.get('BENCH_VARIANT', 'default')
         Path(a.worker).write_text(json.dumps(runner.measure(a)))
         return 0
+    if a.render: return render(a)
     if a.device == 'cuda': a.variants = ['default']  # glibc's malloc does not allocate CUDA memory
     cmd = ' '.join(['python benchmarks/bench_mix.py'] + [shlex.quote(s) for s in argv])
     a.out.mkdir(parents=True, exist_ok=True)
@@ -113,5 +117,24 @@ def main(argv=None):
     nfail = sum(not c['ok'] and not c.get('info') for c in checks)  # references are reported, not judged
     print(f'{len(checks)} checks, {nfail} FAIL; wrote {a.out / (a.stem + ".md")} and .json')
     return 1 if a.strict and nfail else 0
+
+def render(a)->int:
+    "`--render`: the targets of a saved run checked again as `report` states them now (after a change of a target), its rows as measured"
+    import runner, report
+    from contenders import N_CLS, mixer_groups
+    path = a.out / f'{a.render}.json'
+    d = json.loads(path.read_text())
+    recs, m, cmd, variants = d['rows'], d['machine'], d['command'], list(d['variants'])
+    quick = '--quick' in cmd.split()
+    target_shape, loss_size = (runner.QUICK_SHAPE, (16, N_CLS)) if quick else (runner.TARGET_SHAPE, (64, 1000))
+    checks = report.targets(recs, variants, target_shape, loss_size) + report.event_checks(recs, variants)
+    note = (f'Targets checked again on {time.strftime("%Y-%m-%d")} with the targets of today\'s `benchmarks/report.py` '
+            f'(`python benchmarks/bench_mix.py --render {a.render}`), on the rows this command measured.')
+    md = report.markdown(cmd, m, recs, checks, variants, report.group_order(mixer_groups()), target_shape, loss_size, note)
+    (a.out / f'{a.render}.md').write_text(md)
+    path.write_text(json.dumps({**d, 'targets': checks, 'rendered': note}, indent=1, default=float))
+    nfail = sum(not c['ok'] and not c.get('info') for c in checks)
+    print(f'{len(checks)} checks, {nfail} FAIL; rewrote {a.out / (a.render + ".md")} and the targets of {path.name}')
+    return 0
 
 if __name__ == '__main__': sys.exit(main())
