@@ -613,7 +613,9 @@ def _sample_rows(n:int, o:np.ndarray, bilinear:bool, dtype:type)->tuple:
     "`sample_points` for the output sizes `o` (m,) along an axis of `n`"
     f = np.dtype(dtype).type
     i, scale = np.arange(n, dtype=f), f(n) / np.maximum(o, 1).astype(f)[:, None]
-    if not bilinear: return np.minimum(np.floor(i * scale).astype(np.int64), n - 1)[None], None, i < o[:, None]
+    # nearest: the pixel whose centre is nearest the output pixel's (`'nearest-exact'`), the centre bilinear reads around;
+    # torch's `'nearest'` reads ⌊i·n/o⌋, up to a pixel from it, so a mask would not line up with its pixels
+    if not bilinear: return np.minimum(np.floor((i + f(.5)) * scale).astype(np.int64), n - 1)[None], None, i < o[:, None]
     src = np.maximum(scale * (i + f(.5)) - f(.5), f(0))
     i0 = np.minimum(src.astype(np.int64), n - 1)
     lam = np.clip(src - i0.astype(f), f(0), f(1))
@@ -674,7 +676,7 @@ def resample(
     grid:Tensor=None, # for float `t`: `sample_grid(ay, ax)`, if made beforehand (then `ay` and `ax` are not read)
 )->Tensor: # (B, …, h, w)
     "`t` sampled at rows `ay` and columns `ax`: bilinear by `grid_sample` for float tensors (images), by index for integer ones (masks)"
-    if not t.is_floating_point():  # the indices F.interpolate's nearest mode picks, without a float copy
+    if not t.is_floating_point():  # the indices F.interpolate's 'nearest-exact' mode picks, without a float copy
         if len(ay) == 1: return t[..., ay[0, :, None], ax[0]]
         r = t[torch.arange(len(t), device=t.device)[:, None, None], ..., ay[:, :, None], ax[:, None, :]]  # (B, h, w, …)
         return r.movedim(tuple(range(3, r.ndim)), tuple(range(1, r.ndim - 2)))
