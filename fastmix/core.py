@@ -101,6 +101,16 @@ def _plain(t:Tensor)->Tensor:
     "`t` as a plain tensor: fastai's tensor types run every op and every attribute read through Python (µs each), and two of them can't meet in one op"
     return t.as_subclass(Tensor) if isinstance(t, TensorBase) else t
 
+def _plain_target(y):
+    "`_plain` for a target; fastai's keypoints and boxes (`TensorPoint`, `TensorBBox`) get an error: no mix can move coordinates with the pixels"
+    if not isinstance(y, TensorBase): return y
+    vc = sys.modules.get('fastai.vision.core')  # (not imported: there are no keypoints or boxes)
+    if vc is not None and isinstance(y, vc.TensorPoint):  # (a `TensorBBox` is one)
+        raise TypeError(f"a target of the batch is a {type(y).__name__} (fastai's {'BBoxBlock' if isinstance(y, vc.TensorBBox) else 'PointBlock'}): "
+                        "coordinates can't follow a cut or a blend (a weighted sum of two images' keypoints or boxes points at neither). "
+                        "fastmix mixes class labels, multi-hot labels, values and masks; train keypoints and boxes without a mixer")
+    return y.as_subclass(Tensor)
+
 def _like(r, p, t):
     "`r`, computed from `p = _plain(t)`, in `t`'s type and metadata: `t` itself where `r` is `p` (unchanged, or written in place)"
     return r if p is t else t if r is p else retain_type(r, t)
@@ -436,7 +446,7 @@ class MixHandler(Callback):
         y_int:bool=None, # Does the loss take class indices (fastai's `y_int`)? False: integer targets are values, blended; None: not known, indices
     ):
         "Draw a mix for `(xb, yb)` and return `(mix, xb, yb)` mixed; `mix` is None when nothing is mixed"
-        pxb, pyb = tuple(map(_plain, xb)), tuple(map(_plain, yb))  # (fastai's `TensorImage`, `TensorCategory`: see `_plain`)
+        pxb, pyb = tuple(map(_plain, xb)), tuple(map(_plain_target, yb))  # (fastai's `TensorImage`, `TensorCategory`: see `_plain`)
         x = pxb[0]
         self.check_batch(x, pyb, pxb, y_int)
         if x.shape[0] < 2: return None, xb, yb

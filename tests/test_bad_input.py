@@ -212,3 +212,17 @@ def test_manifold_mixup_refuses_dataparallel_on_several_gpus():
     learn.model = nn.DataParallel(learn.model)
     learn.model.device_ids = [0, 1]  # as on two GPUs (without GPUs, `DataParallel` runs the model as it is)
     with pytest.raises(ValueError, match=r"can't mix inside `nn.DataParallel` on several GPUs.*distrib_ctx"): learn.fit(1)
+
+@pytest.mark.parametrize('name', ['MixUp', 'CutMix', 'RICAP', 'ResizeMix', 'FMix', 'CutMixUp'])
+def test_keypoints_and_boxes_are_refused(name):
+    "fastai's `TensorPoint` and `TensorBBox` targets were averaged by the label weights: coordinates of neither image, silently"
+    from fastai.vision.core import TensorPoint, TensorBBox, TensorImage
+    from fastai.torch_core import TensorMultiCategory
+    import fastmix.all as fm
+    x = TensorImage(torch.rand(4, 3, 32, 32))
+    pts = TensorPoint(torch.rand(4, 1, 2) * 2 - 1)
+    with pytest.raises(TypeError, match="TensorPoint .fastai's PointBlock.: coordinates can't follow"):
+        getattr(fm, name)(seed=0).mix_batch((x.clone(),), (pts,))
+    boxes, lbl = TensorBBox(torch.rand(4, 1, 4)), TensorMultiCategory(torch.tensor([[1], [2], [3], [4]]))
+    with pytest.raises(TypeError, match="TensorBBox .fastai's BBoxBlock."):
+        getattr(fm, name)(seed=0).mix_batch((x.clone(),), (boxes, lbl))
