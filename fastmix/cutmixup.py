@@ -23,8 +23,9 @@ class Select:
         pick:Tensor, # (B,) which geometry each image takes
         geoms:list, # the geometries (None: picked by no image)
         partner:Tensor=None, # (B,) each image's partner `idx[1]` in the geometry it picked
+        keep:Tensor=None, # (B,) bool: images left as they are (their mixer drew no geometry: it mixed none of this batch's images, `p`); None: none
     ):
-        self.pick,self.geoms,self.partner,self.plan = pick,geoms,partner,None  # plan: `plan_small`'s
+        self.pick,self.geoms,self.partner,self.keep,self.plan = pick,geoms,partner,keep,None  # plan: `plan_small`'s
         cuts = {g.cuts for g in geoms if g is not None}  # None: no image picked that mixer
         self.cuts = cuts.pop() if len(cuts) == 1 else None  # None: some blend, some cut
 
@@ -44,12 +45,13 @@ class Select:
             if g is None: continue
             gi = g.apply(t, scratch=scratch)
             out = gi if out is None else torch.where(m.view(-1, *[1] * (t.ndim - 1)), gi, out, out=None if t.requires_grad else out)  # (autograd takes no `out=`)
-        return out
+        # (not another geometry's output: a blend at weight 0 makes NaN of an inf, its own or its partner's)
+        return out if self.keep is None else torch.where(self.keep.view(-1, *[1] * (t.ndim - 1)), t, out)
 
     def lerp_weight(self, t:Tensor, scratch=None)->Tensor|None:
         "Each image's partner weight from the geometry it picked, when all have one (and `t` is a float batch, not a small one); else None"
         # small: each geometry's gather; in an autograd graph, each geometry's own way (`lerp_partners` writes into buffers)
-        if self.partner is None or small_batch(t) or not t.is_floating_point() or t.requires_grad: return None
+        if self.partner is None or self.keep is not None or small_batch(t) or not t.is_floating_point() or t.requires_grad: return None
         # each in new memory, not `scratch`: two geometries of one kind (two CutMix) would write one work buffer
         ws = [None if g is None else getattr(g, 'lerp_weight', lambda t: None)(t) for g in self.geoms]
         if any(w is None for g, w in zip(self.geoms, ws) if g is not None): return None
@@ -72,7 +74,8 @@ class Select:
         n, bs, per, dev, s1 = len(sels), t.shape[0], math.prod(t.shape[1:]), t.device, (t.shape[0], *[1] * (t.ndim - 1))
         pick, own = torch.stack([s.pick for s in sels]), torch.arange(bs * per, device=dev).view(t.shape)
         a, partner = own.expand(n, *t.shape), torch.stack([s.partner for s in sels])[..., None] * per + torch.arange(per, device=dev)
-        w, cut, none = torch.zeros(n, bs, device=dev), torch.zeros(n, bs, dtype=torch.bool, device=dev), torch.zeros(bs, 2, device=dev)
+        # `cut`: the images `where` takes from `a` (cut, or kept as they are: `a` is their own), all but the blended ones
+        w, cut, none = torch.zeros(n, bs, device=dev), torch.ones(n, bs, dtype=torch.bool, device=dev), torch.zeros(bs, 2, device=dev)
         for i in range(len(sels[0].geoms)):
             # a batch without geometry `i` (no image picked it) gets a stand-in: `on` is False all along it
             gs, on = [s.geoms[i] for s in sels], pick == i
@@ -80,9 +83,9 @@ class Select:
             if not present: continue
             if all(hasattr(g, 'flat_source') and g.small(t) for g in present):  # it moves values: its planned gather's sources
                 a = torch.where(on.view(n, *s1), torch.stack([own if g is None else g.flat_source(t) for g in gs]), a)
-                cut |= on
             elif all(getattr(g, 'lerps', False) for g in present):  # a blend toward the partner
                 w = torch.where(on, torch.stack([none if g is None else g.weights for g in gs])[..., 1], w)
+                cut &= ~on
             else: return False  # (another geometry: each applies itself)
         src = torch.stack([a, partner.view(n, *t.shape)], 1)  # (n, 2, *t.shape): own or cut values, then the partner's
         key, w, cut = (t.shape, t.dtype, t.device), w.to(t.dtype).view(n, *s1), cut.view(n, *s1)
@@ -167,8 +170,9 @@ class MixChoice(MixHandler):
             idx[rows, :k] = torch.where(sel[:, None], torch.stack([m.idx for m in d]), idx[rows, :k])
             weights[rows, :, :k] = torch.where(sel[..., None], torch.stack([m.weights for m in d]), weights[rows, :, :k])
         geoms, idx = [iter([m.geom for m in d]) for d in drawn], idx.unbind(0)
-        sels = [Select(p, [next(g) if h[j] else None for g, h in zip(geoms, has)], i[1] if K == 2 else None)
-                for j, (i, p) in enumerate(zip(idx, pick_t.unbind(0)))]
+        keep = ~np.stack(has, 1)[np.arange(n)[:, None], pick]  # (n, bs): the mixer it picked drew nothing in its batch
+        sels = [Select(p, [next(g) if h[j] else None for g, h in zip(geoms, has)], i[1] if K == 2 else None,
+                       to_device(keep[j], x.device) if k else None) for j, (i, p, k) in enumerate(zip(idx, pick_t.unbind(0), keep.any(1).tolist()))]
         Select.prepare_all(sels, x)
         return list(map(Mix, idx, weights.unbind(0), sels))
 

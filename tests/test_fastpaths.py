@@ -301,3 +301,25 @@ def test_select_plans_small_batches_only_where_each_geometry_has_a_gather():
     mix, (xm,), _ = CutMixUp(mode='sample', seed=0).mix_batch((x,), (torch.arange(4),))
     assert mix.geom.plan is not None and mix.geom.apply(x.double()) is not None  # another dtype: each geometry applies itself
     torch.testing.assert_close(mix.geom.apply(x.double()), xm.double(), rtol=0, atol=1e-6)
+
+@pytest.mark.parametrize('make', [lambda s: CutMixUp(mode='sample', p=.5, seed=s),
+                                  lambda s: MixChoice([CutMix(), CutMix(alpha=.2)], mode='sample', p=.5, seed=s),
+                                  lambda s: MixChoice([MixUp(), MixUp(alpha=.2, keep_dominant=True)], mode='sample', p=.5, seed=s)])
+@pytest.mark.parametrize('shape', [(4, 3, 8, 8), (8, 3, 32, 32)])  # planned; the general path
+def test_a_choice_leaves_its_unmixed_images_as_they_are(make, shape):
+    "With `p` < 1 an image that picked a mixer which mixed none of its batch (so drew no geometry there) is itself, bit for bit: inf and −0.0 too"
+    # (the plan blended it with itself at weight 0, and the general path took it from another mixer's geometry: a blend
+    # at weight 0 makes NaN of an inf, and +0.0 of −0.0. An unmixed image that picked a blend which mixed others is
+    # blended at weight 0, as by `MixUp` alone: exact on finite values, which `check_untouched_rows` checks)
+    x = provenance_batch(*shape)
+    xi = x.clone(); xi[:, 0, 0, 0], xi[:, 0, 0, 1] = float('inf'), -0.0
+    kept = 0
+    for seed in range(30):
+        mix, (xm,), _ = make(seed).mix_batch((x.clone(),), (torch.arange(len(x)),))
+        check_untouched_rows(x, xm, mix)
+        mix, (xm,), _ = make(seed).mix_batch((xi.clone(),), (torch.arange(len(x)),))
+        k = mix.geom.keep
+        if k is not None:
+            kept += int(k.sum())
+            assert torch.equal(xm[k], xi[k]) and torch.signbit(xm[k][:, 0, 0, 1]).all()
+    assert kept > 0  # (the case happens: a test that can fail)
