@@ -15,6 +15,6 @@ from .ricap import RICAP
 from .cutmixup import MixChoice, CutMixUp
 from .resizemix import ResizeMix
 from .fmix import FMix
-from .manifold import ManifoldMixUp
+from .manifold import ManifoldMixUp, default_modules, sweep_hooks
 from .preview import show_mix, mixed_preview_batch, label_shares
-__all__ = ['Mix', 'MixHandler', 'mixed_loss', 'MixUp', 'CutMix', 'RICAP', 'MixChoice', 'CutMixUp', 'ResizeMix', 'FMix', 'ManifoldMixUp', 'show_mix', 'mixed_preview_batch', 'label_shares']
+__all__ = ['Mix', 'MixHandler', 'mixed_loss', 'MixUp', 'CutMix', 'RICAP', 'MixChoice', 'CutMixUp', 'ResizeMix', 'FMix', 'ManifoldMixUp', 'default_modules', 'sweep_hooks', 'show_mix', 'mixed_preview_batch', 'label_shares']

@@ -399,3 +399,27 @@ def test_signature_shows_the_handlers_parameters():
     "Its page's parameter table lists what it passes to `MixHandler` (`@delegates`), as every method's does"
     import inspect
     assert {'p', 'mode', 'seed', 'off_epochs', 'off_pct'} <= set(inspect.signature(ManifoldMixUp).parameters)
+
+def test_a_compiled_model_takes_one_choice():
+    "A compiled forward pass runs only the hooks it was compiled with: several choices get a clear error at the fit's start (not a wrong 'module was not called'); one module is mixed every batch"
+    learn = learner(ManifoldMixUp(seed=0), torch.compile(net(), backend='eager'))
+    with pytest.raises(ValueError, match=r"draws among 3 choices .* the model is compiled"):
+        with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
+    cb = ManifoldMixUp(seed=0, modules=['_orig_mod.2'])
+    learn = learner(cb, torch.compile(net(), backend='eager'))
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)  # (after_pred fails a batch whose hook did not fire)
+    assert cb.counts == {'_orig_mod.2': len(learn.dls.train)} and np.isfinite(learn.recorder.losses[-1].item())
+
+def test_a_fastai_text_classifier_is_mixed_at_its_head_as_the_docs_say():
+    "The Manifold page's advice for `text_classifier_learner` (its encoder runs per chunk of `seq_len` tokens): `modules=['1.layers.0']` mixes every batch"
+    import random, pandas as pd
+    from fastai.text.all import TextDataLoaders, text_classifier_learner, AWD_LSTM
+    random.seed(0)
+    words = ['good', 'bad', 'great', 'awful', 'fine', 'meh']
+    texts = [' '.join(random.choices(words, k=random.randint(5, 12))) for _ in range(48)]
+    df = pd.DataFrame({'text': texts, 'label': ['pos' if 'good' in t else 'neg' for t in texts]})
+    dls = TextDataLoaders.from_df(df, text_col='text', label_col='label', valid_pct=.25, bs=8, seq_len=4, seed=0)
+    cb = ManifoldMixUp(modules=['1.layers.0'], seed=0)
+    learn = text_classifier_learner(dls, AWD_LSTM, pretrained=False, cbs=cb)
+    with learn.no_bar(), learn.no_logging(): learn.fit(1)
+    assert cb.counts == {'1.layers.0': len(dls.train)} and np.isfinite(learn.recorder.losses[-1].item())
