@@ -394,7 +394,7 @@ class MixHandler(Callback):
         if x.ndim < 1: raise ValueError(f"the input batch must have a batch dimension, got shape {tuple(x.shape)}")
         if self.mixes_input and not x.is_floating_point():
             raise TypeError(f"the input batch must be a float tensor, got dtype {x.dtype}: convert images to float "
-                            "first (fastai's `IntToFloatTensor` does); codes such as a table's categories can't be blended: "
+                            "first (fastai's `IntToFloatTensor` does); codes such as a table's categories or a text's token ids can't be blended: "
                             "`ManifoldMixUp` mixes their embeddings")
         bs = x.shape[0]
         for i, t in enumerate(xb[1:], 1):  # (plain loops: this runs every batch)
@@ -517,7 +517,7 @@ class MixHandler(Callback):
         "Error if another mixer is in the Learner: both would mix the batch, and the loss would know only one mix"
         others = [cb for cb in self.learn.cbs if cb is not self and isinstance(cb, (MixHandler, _FastaiMix))]
         if others:
-            names = ', '.join(type(cb).__name__ for cb in [self, *others])
+            names = ', '.join(('fastai ' if isinstance(cb, _FastaiMix) else 'fastmix ') + type(cb).__name__ for cb in [self, *others])
             raise ValueError(f"two mixers in one Learner ({names}): each would mix every batch while the loss knows "
                              "only one mix. Keep one; to pick one of several per batch or per image, use "
                              "`MixChoice([MixUp(), CutMix()])` or `CutMixUp()`")
