@@ -480,10 +480,12 @@ class MixHandler(Callback):
 
     def apply_mix(self, mix:Mix, x:Tensor, xb:tuple, yb:tuple, inplace:bool=False, y_int:bool=None)->tuple:
         "`(xb, yb)` (plain tensors, as `mix_batch` hands them) mixed by `mix`, drawn for their first input `x`; `y_int` as `mix_batch` takes it"
-        if len(xb) == 1 == len(yb) and _is_labels(yb[0]) and y_int is not False and self.at_input and x.is_floating_point():
-            # the common batch, one image tensor and one class index per image: the general path's checks cost as much as a small mix
+        at_input = self.at_input
+        if len(xb) == 1 == len(yb) and _is_labels(yb[0]) and y_int is not False and (x.is_floating_point() or not at_input):
+            # the common batch, one input and one class index per image: the general path's checks cost as much as a small
+            # mix (an input not mixed here, `ManifoldMixUp`'s hidden layer drawn, is left as it is, as there)
             mix.in_loss = (True,)
-            return (self.apply_geom(mix, x, inplace),), yb
+            return (self.apply_geom(mix, x, inplace) if at_input else x,), yb
         sp = _space(x)
         app = lambda t, inplace=False: self.apply_geom(mix, t, inplace)
         cuts = mix.geom.cuts  # True: cut; False: blended; None: some images blended, some cut (a per-image choice)
