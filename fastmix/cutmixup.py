@@ -60,20 +60,25 @@ class Select:
             if wi is not None: w = wi if w is None else torch.where(m.view(-1, *[1] * (t.ndim - 1)), wi, w)
         return w
     @staticmethod
-    def prepare_all(sels:list, like:Tensor):
+    def prepare_all(sels:list, like:Tensor, pick:Tensor, partner:Tensor|None):
         "Prepare a window of choices for batches like `like`, when they are drawn: small ones planned (`plan_small`), else `picked` made"
         # (made in the batch instead, after a training step, each of its tensor ops costs several times more)
-        if not Select.plan_small(sels, like):
+        if not Select.plan_small(sels, like, pick, partner):
             for s in sels: s.picked
 
     @staticmethod
-    def plan_small(sels:list, t:Tensor)->bool:
+    def plan_small(
+        sels:list, # the window's choices
+        t:Tensor, # a batch like those they will be applied to
+        pick:Tensor, # (n, B) their `pick`s, as one tensor
+        partner:Tensor|None, # (n, B) their `partner`s (None: they have none)
+    )->bool: # planned?
         "Plan small float batches like `t` for a window of choices at once: each is then one `take` of (own or cut, partner) values, one `lerp`, one `where`"
         # (the geometries' own small paths cost a gather each, then a `where` per geometry)
-        if not (sels and small_batch(t) and t.is_contiguous() and t.is_floating_point() and sels[0].partner is not None): return False
+        if not (sels and small_batch(t) and t.is_contiguous() and t.is_floating_point() and partner is not None): return False
         n, bs, per, dev, s1 = len(sels), t.shape[0], math.prod(t.shape[1:]), t.device, (t.shape[0], *[1] * (t.ndim - 1))
-        pick, own = torch.stack([s.pick for s in sels]), torch.arange(bs * per, device=dev).view(t.shape)
-        a, partner = own.expand(n, *t.shape), torch.stack([s.partner for s in sels])[..., None] * per + torch.arange(per, device=dev)
+        own = torch.arange(bs * per, device=dev).view(t.shape)
+        a, partner = own.expand(n, *t.shape), partner[..., None] * per + torch.arange(per, device=dev)
         # `cut`: the images `where` takes from `a` (cut, or kept as they are: `a` is their own), all but the blended ones
         w, cut, none = torch.zeros(n, bs, device=dev), torch.ones(n, bs, dtype=torch.bool, device=dev), torch.zeros(bs, 2, device=dev)
         for i in range(len(sels[0].geoms)):
@@ -169,12 +174,13 @@ class MixChoice(MixHandler):
             sel = pick_t[rows] == i
             idx[rows, :k] = torch.where(sel[:, None], torch.stack([m.idx for m in d]), idx[rows, :k])
             weights[rows, :, :k] = torch.where(sel[..., None], torch.stack([m.weights for m in d]), weights[rows, :, :k])
-        geoms, idx = [iter([m.geom for m in d]) for d in drawn], idx.unbind(0)
+        geoms, partner, idxs = [iter([m.geom for m in d]) for d in drawn], idx[:, 1] if K == 2 else None, idx.unbind(0)
         keep = ~np.stack(has, 1)[np.arange(n)[:, None], pick]  # (n, bs): the mixer it picked drew nothing in its batch
-        sels = [Select(p, [next(g) if h[j] else None for g, h in zip(geoms, has)], i[1] if K == 2 else None,
-                       to_device(keep[j], x.device) if k else None) for j, (i, p, k) in enumerate(zip(idx, pick_t.unbind(0), keep.any(1).tolist()))]
-        Select.prepare_all(sels, x)
-        return list(map(Mix, idx, weights.unbind(0), sels))
+        partners = [None] * n if partner is None else partner.unbind(0)
+        sels = [Select(p, [next(g) if h[j] else None for g, h in zip(geoms, has)], q, to_device(keep[j], x.device) if k else None)
+                for j, (p, q, k) in enumerate(zip(pick_t.unbind(0), partners, keep.any(1).tolist()))]
+        Select.prepare_all(sels, x, pick_t, partner)
+        return list(map(Mix, idxs, weights.unbind(0), sels))
 
 # %% ../nbs/04_cutmixup.ipynb #fba34d99
 class CutMixUp(MixChoice):

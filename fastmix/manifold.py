@@ -30,7 +30,10 @@ def default_modules(model:nn.Module)->list:
     if len(kids) == 2 and all(isinstance(k, nn.Sequential) for k in kids): return _blocks(kids[0].children())
     return held[:-1]
 
-_Compiled = torch._dynamo.eval_frame.OptimizedModule  # what `torch.compile(module)` returns
+def _compiled(m:nn.Module)->bool:
+    "Is `m` what `torch.compile(module)` returns? (Dynamo not imported: nothing is compiled)"
+    ef = sys.modules.get('torch._dynamo.eval_frame')
+    return ef is not None and isinstance(m, ef.OptimizedModule)
 
 def _unwrap(model:nn.Module)->nn.Module:
     "The model inside `DistributedDataParallel` or `DataParallel`; any other model itself (a child named `module` too)"
@@ -182,7 +185,7 @@ class ManifoldMixUp(MixUp):
                              "slice of the batch, and an image's partner may be on another. Use distributed data parallel "
                              "(fastai's `distrib_ctx`), where each process mixes its own batch")
         self.choices,self.new_fit = _resolve(self.learn.model, self.modules, self.include_input),False
-        if len(self.choices) > 1 and any(isinstance(m, _Compiled) for m in self.learn.model.modules()):
+        if len(self.choices) > 1 and any(map(_compiled, self.learn.model.modules())):
             raise ValueError(f"ManifoldMixUp draws among {len(self.choices)} choices ({', '.join(k for k, _ in self.choices)}), but the model "
                              "is compiled (`torch.compile`): a compiled forward pass runs only the hooks it was compiled with, so a batch "
                              "that draws another layer would not be mixed. Give it one module (`modules=[...]`, without `include_input`), "
