@@ -113,7 +113,8 @@ def _plain_target(y):
 
 def _like(r, p, t):
     "`r`, computed from `p = _plain(t)`, in `t`'s type and metadata: `t` itself where `r` is `p` (unchanged, or written in place)"
-    return r if p is t else t if r is p else retain_type(r, t)
+    # (not fastai's `retain_type`: its cast goes through `tensor`, which makes float64 float32)
+    return r if p is t else t if r is p else retain_meta(t, r.as_subclass(type(t)))
 
 def _mixed_ce(pred, Y, weights, ignore_index, red):
     "Cross-entropy mixed over the K sources of class indices `Y` (B, K, ...): one log-softmax, the K picked log-probabilities weighted"
@@ -446,6 +447,13 @@ class MixHandler(Callback):
         y_int:bool=None, # Does the loss take class indices (fastai's `y_int`)? False: integer targets are values, blended; None: not known, indices
     ):
         "Draw a mix for `(xb, yb)` and return `(mix, xb, yb)` mixed; `mix` is None when nothing is mixed"
+        if (x := self.common_input(xb, yb, y_int)) is not None:
+            # the common batch: the general path's checks and loops cost as much as a small mix
+            mix = self.next_mix(x, ahead) if ahead else self.choose(x)
+            if mix is None: return None, xb, yb
+            mix.in_loss = (True,)  # (the class indices: left to the mixed loss)
+            # an input not mixed here (`ManifoldMixUp`'s hidden layer drawn) is left as it is, as the general path leaves it
+            return mix, (_like(self.apply_geom(mix, x, inplace), x, xb[0]) if self.at_input else xb[0],), yb
         pxb, pyb = tuple(map(_plain, xb)), tuple(map(_plain_target, yb))  # (fastai's `TensorImage`, `TensorCategory`: see `_plain`)
         x = pxb[0]
         self.check_batch(x, pyb, pxb, y_int)
@@ -454,6 +462,16 @@ class MixHandler(Callback):
         if mix is None: return None, xb, yb
         mxb, myb = self.apply_mix(mix, x, pxb, pyb, inplace, y_int)
         return mix, tuple(map(_like, mxb, pxb, xb)), tuple(map(_like, myb, pyb, yb))
+
+    def common_input(self, xb:tuple, yb:tuple, y_int:bool=None)->Tensor|None:
+        "The plain input of a batch `mix_batch` mixes without the general path: one input it takes and one class index per image; else None"
+        # (each condition is one of `check_batch`'s, or the general path's for a target left to the loss: such a batch passes them)
+        if len(xb) != 1 or len(yb) != 1 or y_int is False: return None
+        x, y = _plain(xb[0]), _plain(yb[0])  # (a `TensorPoint` is float: the general path refuses it)
+        if not (isinstance(x, Tensor) and _is_labels(y) and x.ndim > 0 and y.shape[0] == x.shape[0] > 1): return None
+        if self.mixes_input and not x.is_floating_point(): return None
+        if self.image_only and (x.ndim - 2 not in self.space_dims or 0 in x.shape[2:]): return None
+        return x
 
     def apply_geom(self, mix:Mix, t:Tensor, inplace:bool=False)->Tensor:
         "`mix`'s geometry applied to `t` (a plain tensor: `mix_batch` hands out plain aliases), in place where `t` may be overwritten"
@@ -480,12 +498,6 @@ class MixHandler(Callback):
 
     def apply_mix(self, mix:Mix, x:Tensor, xb:tuple, yb:tuple, inplace:bool=False, y_int:bool=None)->tuple:
         "`(xb, yb)` (plain tensors, as `mix_batch` hands them) mixed by `mix`, drawn for their first input `x`; `y_int` as `mix_batch` takes it"
-        at_input = self.at_input
-        if len(xb) == 1 == len(yb) and _is_labels(yb[0]) and y_int is not False and (x.is_floating_point() or not at_input):
-            # the common batch, one input and one class index per image: the general path's checks cost as much as a small
-            # mix (an input not mixed here, `ManifoldMixUp`'s hidden layer drawn, is left as it is, as there)
-            mix.in_loss = (True,)
-            return (self.apply_geom(mix, x, inplace) if at_input else x,), yb
         sp = _space(x)
         app = lambda t, inplace=False: self.apply_geom(mix, t, inplace)
         cuts = mix.geom.cuts  # True: cut; False: blended; None: some images blended, some cut (a per-image choice)

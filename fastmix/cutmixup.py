@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools, math, numpy as np, torch
 from fastai.basics import *
 from .core import *
-from .geometry import to_device, small_batch, lerp_partners
+from .geometry import to_device, small_batch, lerp_partners, value_index
 from .mixup import MixUp
 from .cutmix import CutMix
 
@@ -78,7 +78,7 @@ class Select:
         if not (sels and small_batch(t) and t.is_contiguous() and t.is_floating_point() and partner is not None): return False
         n, bs, per, dev, s1 = len(sels), t.shape[0], math.prod(t.shape[1:]), t.device, (t.shape[0], *[1] * (t.ndim - 1))
         own = torch.arange(bs * per, device=dev).view(t.shape)
-        a, partner = own.expand(n, *t.shape), partner[..., None] * per + torch.arange(per, device=dev)
+        a, partner = own.expand(n, *t.shape), value_index(partner, t.shape)
         # `cut`: the images `where` takes from `a` (cut, or kept as they are: `a` is their own), all but the blended ones
         w, cut, none = torch.zeros(n, bs, device=dev), torch.ones(n, bs, dtype=torch.bool, device=dev), torch.zeros(bs, 2, device=dev)
         for i in range(len(sels[0].geoms)):
@@ -92,7 +92,7 @@ class Select:
                 w = torch.where(on, torch.stack([none if g is None else g.weights for g in gs])[..., 1], w)
                 cut &= ~on
             else: return False  # (another geometry: each applies itself)
-        src = torch.stack([a, partner.view(n, *t.shape)], 1)  # (n, 2, *t.shape): own or cut values, then the partner's
+        src = torch.stack([a, partner], 1)  # (n, 2, *t.shape): own or cut values, then the partner's
         key, w, cut = (t.shape, t.dtype, t.device), w.to(t.dtype).view(n, *s1), cut.view(n, *s1)
         for s, *plan in zip(sels, src.unbind(0), w.unbind(0), cut.unbind(0)): s.plan = key, plan
         return True

@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['to_device', 'own_memory', 'Scratch', 'small_batch', 'take_images', 'Blend', 'lerp_partners', 'gather_pixels',
-           'by_index', 'Paste', 'cutmix_boxes', 'BoxPaste', 'ricap_rects', 'TilePaste', 'MaskPaste', 'sample_points',
-           'box_samples', 'sample_grid', 'resample', 'resize_batch', 'ResizePaste']
+__all__ = ['to_device', 'own_memory', 'Scratch', 'small_batch', 'take_images', 'value_index', 'Blend', 'lerp_partners',
+           'gather_pixels', 'by_index', 'Paste', 'cutmix_boxes', 'BoxPaste', 'ricap_rects', 'TilePaste', 'MaskPaste',
+           'sample_points', 'box_samples', 'sample_grid', 'resample', 'resize_batch', 'ResizePaste']
 
 # %% ../nbs/41_geometry.ipynb #65eb0323
 def to_device(a, dev)->Tensor:
@@ -120,6 +120,11 @@ def take_images(t:Tensor, idx:Tensor, out:Tensor)->Tensor:
     else: out.copy_(t[idx])
     return out
 
+def value_index(rows:Tensor, shape:tuple)->Tensor:
+    "Index of every value of images `rows` ((..., B)) in a flat batch of `shape`, shaped (..., *shape): `torch.take` by it gathers those images"
+    per = math.prod(shape[1:])
+    return (rows[..., None] * per + torch.arange(per, device=rows.device)).view(*rows.shape[:-1], *shape)
+
 class Blend:
     "Pixels are the weighted sum of the sources: `Σ_k weights[:, k] · t[idx[k]]` (https://arxiv.org/abs/1710.09412)"
     cuts = False
@@ -132,15 +137,27 @@ class Blend:
         self.idx,self.weights,self.keep_base,self.w,self._w = idx,weights,keep_base,w,{}
         self.rows = idx.unbind(0)  # made with the mix (often drawn ahead): indexing `idx` per batch costs a tensor op
         self.lerps = keep_base and len(self.rows) == 2  # the output is `lerp(t, t[idx[1]], weights[:, 1])`
+        self.plan = None  # a small batch's: (shape, device), the flat index of its partners' values (`prepare_all`)
+
+    @staticmethod
+    def prepare_all(geoms:list, like:Tensor, partner:Tensor):
+        "Plan a window of blends toward one partner each ((n, B) `partner`: their `idx[1]`) for small batches like `like`: each then gathers its partners by one `take`"
+        # (`take` of a planned index costs a fraction of `index_select` in a fit, where the model's work has left the CPU's caches cold)
+        if not (geoms and geoms[0].lerps and small_batch(like)): return
+        key = (like.shape, like.device)
+        for g, src in zip(geoms, value_index(partner, like.shape).unbind(0)): g.plan = key, src
 
     def apply(self, t:Tensor, inplace:bool=False, scratch:Scratch=None)->Tensor:
         "Blend the sources of `t`; write into `t` if `inplace` and the base is `t` itself"
         if self.lerps:
             # lerp(a, b, w) = a + w·(b − a): exactly `a` where w = 0; the partners must be copied out before `t` changes.
-            # A tensor in an autograd graph (a hidden activation) can't be copied into a buffer, and a small batch's
-            # copy costs less than a buffer's bookkeeping. `index_select`, not `t[idx]`: its backward adds rows
-            # (index_add_), 5-7x faster on CPU than advanced indexing's index_put_
-            if t.requires_grad or small_batch(t): partner = t.index_select(0, self.rows[1])
+            # A small batch planned for (`prepare_all`): one `take` into a work buffer. A tensor in an autograd graph (a
+            # hidden activation) can't be copied into a buffer, and an unplanned small batch's copy costs less than a
+            # buffer's bookkeeping. `index_select`, not `t[idx]`: its backward adds rows (index_add_), 5-7x faster on CPU
+            # than advanced indexing's index_put_
+            if self.plan is not None and self.plan[0] == (t.shape, t.device) and not t.requires_grad:
+                partner = torch.take(t, self.plan[1], out=(scratch or _fresh)('partners', t, t.shape))
+            elif t.requires_grad or small_batch(t): partner = t.index_select(0, self.rows[1])
             elif inplace and t.is_cpu and _large_images(t) and (cycles := _cycles(self.rows[1].numpy())) is not None:
                 return self.by_cycles(t, cycles, scratch or _fresh)
             else: partner = take_images(t, self.rows[1], (scratch or _fresh)('partners', t))

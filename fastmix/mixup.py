@@ -37,4 +37,7 @@ class MixUp(MixHandler):
         weights = label_weights([lam, 1 - lam], bs, x.device)
         # per batch every image weighs its partner the same: the pixels blend by a number, no weight tensor
         w = (1 - lam[:, 0]).astype(np.float32).tolist() if on is None else [None] * n
-        return [Mix(i, wt, Blend(i, wt, w=v)) for i, wt, v in zip(idx.unbind(0), weights.unbind(0), w)]
+        ids, wts = idx.unbind(0), weights.unbind(0)
+        geoms = [Blend(i, wt, w=v) for i, wt, v in zip(ids, wts, w)]
+        Blend.prepare_all(geoms, x, idx[:, 1])  # (small batches)
+        return list(map(Mix, ids, wts, geoms))

@@ -323,3 +323,76 @@ def test_a_choice_leaves_its_unmixed_images_as_they_are(make, shape):
             kept += int(k.sum())
             assert torch.equal(xm[k], xi[k]) and torch.signbit(xm[k][:, 0, 0, 1]).all()
     assert kept > 0  # (the case happens: a test that can fail)
+
+@pytest.mark.parametrize('mode', ['batch', 'sample'])
+@pytest.mark.parametrize('shape', [(4, 3, 8, 8), (6, 1, 6, 7), (2, 3, 5, 5)])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize('kind', ['contiguous', 'channels_last'])
+def test_a_small_blend_takes_its_partners_by_a_planned_index(mode, shape, dtype, kind):
+    "A small batch's MixUp gathers the partners by one `take` of the index planned when the mix was drawn: exactly the blend of `index_select`'s partners, inf and NaN included, in place or not"
+    x = layout(provenance_batch(*shape).to(dtype), kind)
+    x[0, 0, 0, 0], x[-1, -1, -1, -1], x[1, 0, -1, 0] = float('inf'), float('nan'), -float('inf')
+    on = np.ones(len(x), bool) if mode == 'sample' else None
+    for seed in range(6):
+        g = MixUp(seed=seed, mode=mode).draw(x, on).geom
+        assert g.plan is not None, 'planned when drawn (`Blend.prepare_all`)'
+        sc = Scratch()
+        outs = [g.apply(x), g.apply(x, scratch=sc), g.apply(x.clone(memory_format=torch.preserve_format), inplace=True, scratch=sc)]
+        plan, g.plan = g.plan, None
+        ref = g.apply(x)  # partners by `index_select`
+        for o in outs: torch.testing.assert_close(o, ref, rtol=0, atol=0, equal_nan=True)
+        if dtype == torch.float32 and kind == 'contiguous':  # each value's provenance, on finite values
+            clean = provenance_batch(*shape)
+            mix, (xm,), _ = MixUp(seed=seed, mode=mode).mix_batch((clean.clone(),), (torch.arange(len(x)),))
+            assert mix.geom.plan is not None
+            check_provenance(clean, xm, mix)
+    # broken on purpose, it fails: the partners' values from the wrong images
+    g.plan = plan[0], plan[1].roll(1, 0)
+    with pytest.raises(AssertionError): torch.testing.assert_close(g.apply(x), ref, rtol=0, atol=0, equal_nan=True)
+
+def test_blends_are_planned_for_small_batches_only_and_autograd_takes_its_own_path():
+    "Batches over 16,384 values, blends of more than one partner and batches of another shape mix as before; an input in an autograd graph gets its gradient through `index_select`"
+    assert MixUp(seed=0).draw(provenance_batch(8, 3, 32, 32), None).geom.plan is None
+    x = provenance_batch(4, 3, 8, 8)
+    mix = MixUp(seed=0).draw(x, None)
+    assert Blend(mix.idx, mix.weights, keep_base=False).plan is None and mix.geom.plan[0] == (x.shape, x.device)
+    other = provenance_batch(4, 3, 8, 7)  # another shape than planned: `index_select`
+    torch.testing.assert_close(mix.geom.apply(other), other.lerp(other[mix.idx[1]], mix.geom.w), rtol=0, atol=0)
+    xg = x.clone().requires_grad_()
+    mix.geom.apply(xg).sum().backward()
+    w = mix.geom.w  # each image weighs 1 − w in its own output and w in its partner's
+    torch.testing.assert_close(xg.grad, torch.full_like(x, 1 - w) + torch.full_like(x, w), rtol=0, atol=1e-6)
+
+@pytest.mark.parametrize('mode', ['batch', 'sample'])
+@pytest.mark.parametrize('name', list(MIXERS))
+def test_the_common_batch_is_mixed_as_the_general_path_mixes_it(name, mode):
+    "One float input and one class index per image (`common_input`) skip the general path's checks: the same pixels, class indices left to the loss, the batch's own target"
+    from fastai.torch_core import TensorImage, TensorCategory
+    x, y = provenance_batch(6, 3, 8, 8), torch.arange(6) % 4
+    for xb, yb in (((x,), (y,)), ((x.as_subclass(TensorImage),), (y.as_subclass(TensorCategory),))):
+        for seed in range(3):
+            cb = MIXERS[name](seed=seed, mode=mode, p=1.)
+            assert cb.common_input(xb, yb) is not None
+            mix, (xm,), ym = cb.mix_batch(xb, yb)
+            assert ym is yb and mix.in_loss == (True,) and type(xm) is type(xb[0])
+            (ref,), (yr,) = cb.apply_mix(mix, x, (x,), (y,))  # the general path, the same mix
+            assert torch.equal(xm.as_subclass(torch.Tensor), ref) and yr is y and mix.in_loss == (True,)
+    cb, blends = MIXERS[name](seed=0, mode=mode), cb.image_only is False
+    for xb, yb, y_int, common in [((x, x), (y,), None, False), ((x,), (y, y), None, False), ((x,), (y.float(),), None, False),
+                                  ((x,), (y,), False, False), ((x.long(),), (y,), None, False), ((x[:1],), (y[:1],), None, False),
+                                  ((x,), (y[:5],), None, False), ((x,), (y[:, None],), None, False), ((torch.tensor(1.),), (y,), None, False),
+                                  ((x.view(6, -1),), (y,), None, blends), ((x[:, :, :0],), (y,), None, blends)]:  # (only blends take those)
+        assert (cb.common_input(xb, yb, y_int) is not None) == common, (tuple(xb[0].shape), tuple(yb[0].shape), y_int)
+
+@pytest.mark.parametrize('mode', ['batch', 'sample'])
+@pytest.mark.parametrize('name', list(MIXERS))
+def test_typed_float64_batches_keep_their_dtype(name, mode):
+    "A float64 `TensorImage` batch and float64 `TensorMultiCategory` labels come back float64 (fastai's `retain_type` would make them float32)"
+    from fastai.torch_core import TensorImage, TensorCategory, TensorMultiCategory
+    x, y = provenance_batch(6, 3, 8, 8), torch.arange(6) % 3
+    assert x.dtype == torch.float64
+    for yb in ((y.as_subclass(TensorCategory),), (torch.eye(3, dtype=torch.float64)[y].as_subclass(TensorMultiCategory),)):
+        mix, (xm,), ym = MIXERS[name](seed=0, mode=mode, p=1.).mix_batch((x.as_subclass(TensorImage),), yb)
+        pmix, (pxm,), pym = MIXERS[name](seed=0, mode=mode, p=1.).mix_batch((x,), (yb[0].as_subclass(torch.Tensor),))
+        assert type(xm) is TensorImage and xm.dtype == torch.float64 and torch.equal(xm.as_subclass(torch.Tensor), pxm)
+        assert type(ym[0]) is type(yb[0]) and ym[0].dtype == yb[0].dtype and torch.equal(ym[0].as_subclass(torch.Tensor), pym[0])
