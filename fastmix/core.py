@@ -250,6 +250,7 @@ class MixHandler(Callback):
     draw_ahead = 32 # In a fit, the mixes of up to this many batches are drawn at once (1: each at its batch); so a hyper-parameter set mid-epoch applies from the next epoch (a schedule applies at once)
     mixes_input = True  # False while a subclass mixes something other than the input batch (whose dtype is then free)
     choosable = True  # `MixChoice` can draw its mixes; False for a mixer that works through its own events (hooks)
+    general_only = False  # True: every batch takes `mix_batch`'s general path (set for subclasses that override its steps)
     # hyper-parameter -> its check, run whenever it is set: in the constructor, or later (`cb.p = 0.`); subclasses add theirs
     checks = {'p': lambda v: check_number('p', v, 0, 1), 'mode': _check_mode, 'off_epochs': _check_off_epochs,
               'off_pct': lambda v: check_number('off_pct', v, 0, 1, sched_ok=False), 'seed': _check_seed}
@@ -272,6 +273,8 @@ class MixHandler(Callback):
         super().__init_subclass__(**kwargs)
         # a subclass that overrides `draw` below a method that draws windows at once (`draws`): its `draw`, batch by batch
         if 'draw' in cls.__dict__ and 'draws' not in cls.__dict__: cls.draws = MixHandler.draws
+        # a subclass that changes the general path's checks or mixing: that path for every batch (`common_input`)
+        if any(m in cls.__dict__ for m in ('check_batch', 'apply_mix', 'follows', 'check_maps')): cls.general_only = True
 
     def __setattr__(self, name, value):
         # fastai checks every attribute set on a callback against the learner's, which costs more than a whole
@@ -466,8 +469,8 @@ class MixHandler(Callback):
     def common_input(self, xb:tuple, yb:tuple, y_int:bool=None)->Tensor|None:
         "The plain input of a batch `mix_batch` mixes without the general path: one input it takes and one class index per image; else None"
         # (each condition is one of `check_batch`'s, or the general path's for a target left to the loss: such a batch passes them)
-        if len(xb) != 1 or len(yb) != 1 or y_int is False: return None
-        x, y = _plain(xb[0]), _plain(yb[0])  # (a `TensorPoint` is float: the general path refuses it)
+        if self.general_only or len(xb) != 1 or len(yb) != 1 or y_int is False: return None
+        x, y = _plain(xb[0]), _plain_target(yb[0])
         if not (isinstance(x, Tensor) and _is_labels(y) and x.ndim > 0 and y.shape[0] == x.shape[0] > 1): return None
         if self.mixes_input and not x.is_floating_point(): return None
         if self.image_only and (x.ndim - 2 not in self.space_dims or 0 in x.shape[2:]): return None

@@ -396,3 +396,26 @@ def test_typed_float64_batches_keep_their_dtype(name, mode):
         pmix, (pxm,), pym = MIXERS[name](seed=0, mode=mode, p=1.).mix_batch((x,), (yb[0].as_subclass(torch.Tensor),))
         assert type(xm) is TensorImage and xm.dtype == torch.float64 and torch.equal(xm.as_subclass(torch.Tensor), pxm)
         assert type(ym[0]) is type(yb[0]) and ym[0].dtype == yb[0].dtype and torch.equal(ym[0].as_subclass(torch.Tensor), pym[0])
+
+def test_subclasses_that_change_the_general_path_get_it_for_every_batch():
+    "A mixer overriding `check_batch`, `apply_mix`, `follows` or `check_maps` has them run on the common batch too; fastmix's own mixers skip them; a 1-D integer `TensorPoint` target is refused as keypoints are"
+    from fastai.vision.core import TensorPoint
+    calls = []
+    class Strict(MixUp):
+        def check_batch(self, x, yb, xb=(), y_int=False):
+            super().check_batch(x, yb, xb, y_int)
+            if torch.isnan(x).any(): raise ValueError('NaN pixels')
+    class Logged(CutMix):
+        def apply_mix(self, *args, **kwargs): calls.append(1); return super().apply_mix(*args, **kwargs)
+    class Follows(RICAP):
+        def follows(self, t, x, sp, cuts): calls.append(2); return super().follows(t, x, sp, cuts)
+    class Strict2(Strict): pass
+    x, y = provenance_batch(4, 3, 8, 8), torch.arange(4)
+    xn = x.clone(); xn[0, 0, 0, 0] = float('nan')
+    for cls in (Strict, Strict2):
+        with pytest.raises(ValueError, match='NaN pixels'): cls(seed=0).mix_batch((xn,), (y,))
+    mix, (xm,), _ = Logged(seed=0).mix_batch((x,), (y,))
+    mix2, (xm2,), _ = Follows(seed=0).mix_batch((x,), (y,))
+    assert calls == [1, 2] and torch.equal(xm, CutMix(seed=0).mix_batch((x,), (y,))[1][0])
+    assert not any(m.cls.general_only for m in MIXERS.values()) and MixChoice([MixUp(), CutMix()]).general_only is False
+    with pytest.raises(TypeError, match='PointBlock'): MixUp(seed=0).mix_batch((x,), (y.as_subclass(TensorPoint),))
