@@ -13,7 +13,7 @@ import numpy as np, torch
 from torch import Tensor
 from fastai.basics import *
 from fastai.callback.mixup import MixHandler as _FastaiMix
-from .geometry import to_device, own_memory, Scratch, Blend
+from .geometry import to_device, own_memory, small_batch, Scratch, Blend, _storage_users
 
 # %% auto #0
 __all__ = ['Mix', 'label_weights', 'check_number', 'check_range', 'mixed_loss', 'positive', 'flag', 'MixHandler']
@@ -185,12 +185,16 @@ def _loop_only(xb:tuple)->bool:
     "Are the input tensors of `xb` (fastai's `learn.xb`) held by fastai's training loop alone? Then they are the step's own"
     # the loop holds each in the batch it yielded and in `xb`; a DataLoader over batches its dataset keeps, or a callback
     # that kept the batch, holds one more, of the tensor or of the whole tensor a `TensorImage` views: never written.
-    # (Reference counts, not storage use counts: those cost a few µs a batch, as much as a small mix). A callback that kept
-    # `learn.xb` itself holds the tuple: the learner, this frame and `getrefcount`'s argument are three
+    # A callback that kept `learn.xb` itself holds the tuple: the learner, this frame and `getrefcount`'s argument are
+    # three. A callback that kept a view of the batch (`x[:4]`, `x.detach()`) holds no reference to it, only its memory:
+    # the storage's use count, beyond the batch, its base and the storage object asked, says so. (Small batches are
+    # never written in place, `can_overwrite`: asking costs several µs after a training step, more than their new memory)
     if sys.getrefcount(xb) > 3: return False
     with _no_torch_function():  # (`_base` of fastai's tensor types: see `_plain`)
         for t in xb:
-            if isinstance(t, Tensor) and (sys.getrefcount(t) > 5 or (b := t._base) is not None and sys.getrefcount(b) > 3): return False
+            if not isinstance(t, Tensor): continue
+            if sys.getrefcount(t) > 5 or (b := t._base) is not None and sys.getrefcount(b) > 3: return False
+            if not small_batch(t) and _storage_users(t) > 2 + (b is not None): return False
     return True
 
 def _wrong_batch(what:str, t:Tensor, ref:str, bs:int):
@@ -384,8 +388,8 @@ class MixHandler(Callback):
         return _is_spatial(t, sp) if sp else t.is_floating_point() and t.shape == x.shape
 
     def can_overwrite(self, t)->bool:
-        "In training, mix in place when `t` is a batch of its own (all of its memory, not part of a graph)"
-        return own_memory(t) and not t.requires_grad
+        "In training, mix in place when `t` is a batch of its own (all of its memory, not part of a graph) and not a small one (whose new memory costs less than checking that no view of it is kept: `_loop_only`)"
+        return not small_batch(t) and own_memory(t) and not t.requires_grad
 
     def check_batch(self, x, yb, xb=(), y_int:bool=False):
         "Errors for batches no method can mix; `y_int`: the loss takes class indices, which a float target can't be"

@@ -220,8 +220,9 @@ def test_fastai_batches_are_mixed_in_place_and_keep_their_type():
     "A DataBlock's batches are `TensorImage` views of the whole of a plain tensor: they are mixed in place, as plain tensors, and stay `TensorImage`"
     from fastai.torch_core import TensorImage, TensorImageBW
     from fastmix.demo import mnist_dls
-    xb, _ = mnist_dls(64, 16, bs=16).one_batch()
+    xb, _ = mnist_dls(64, 16, bs=32).one_batch()  # (32×1×28×28 values: above the small batches, which get new memory)
     assert type(xb) is TensorImageBW and xb._base is not None and MixUp().can_overwrite(xb)  # was False: never in place in a fit
+    assert not MixUp().can_overwrite(xb[:16].clone())  # a small batch: never
     assert not MixUp().can_overwrite(torch.randn(8, 3, 6, 6)[:4])  # a view of part of a tensor: never
     base = torch.randn(8, 3, 40, 40)  # above the small-batch gather
     for cb in (MixUp(seed=0), CutMix(seed=0), RICAP(seed=0), CutMix(seed=0, mode='sample')):

@@ -104,12 +104,13 @@ def test_batches_a_dataset_keeps_are_never_written(method, mode):
     before, after = (cb.ptrs for cb in learn.cbs if isinstance(cb, _Ptr))
     assert len(before) == 3 and all(a != b for a, b in zip(after, before))  # every batch mixed into other memory
 
-def test_fresh_batches_are_mixed_in_place():
-    "The batches a fastai DataLoader makes belong to the training step: MixUp blends them where they are"
-    learn = synth_learner(cbs=[MixUp(seed=0), _Ptr(-1), _Ptr(1)])
-    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
+@pytest.mark.parametrize('bs,in_place', [(40, True), (8, False)])  # 40×3×12×12 values: above the small batches'
+def test_fresh_batches_are_mixed_in_place_unless_small(bs, in_place):
+    "The batches a fastai DataLoader makes belong to the training step: MixUp blends them where they are, but for small ones (whose new memory costs less than checking that no view of them is kept)"
+    learn = synth_learner(cbs=[MixUp(seed=0), _Ptr(-1), _Ptr(1)], bs=bs)
+    with learn.no_bar(), learn.no_logging(): learn.fit(3, 1e-3)
     before, after = (cb.ptrs for cb in learn.cbs if isinstance(cb, _Ptr))
-    assert len(before) > 2 and after == before
+    assert len(before) >= 3 and [a == b for a, b in zip(before, after)] == [in_place] * len(before)
 
 class _KeepXb(Callback):
     "Keeps the tuple `learn.xb` itself (not its tensor) before the mixer runs, and a copy of what it held"
@@ -142,15 +143,39 @@ def test_kept_fastai_typed_batches_are_never_written(kind):
     with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
     assert all(torch.equal(b, k) for b, k in zip(base, kept))
 
-def test_fresh_typed_batches_are_mixed_in_place():
-    "A `TensorImage` batch fastai's collation makes (a view of the whole of a new tensor) is the step's own: blended where it is"
+@pytest.mark.parametrize('size,in_place', [(40, True), (12, False)])  # 8×3×40×40 values: above the small batches'
+def test_fresh_typed_batches_are_mixed_in_place_unless_small(size, in_place):
+    "A `TensorImage` batch fastai's collation makes (a view of the whole of a new tensor) is the step's own: blended where it is, unless small"
     g = torch.Generator().manual_seed(0)
-    items = [(TensorImage(torch.rand(3, 12, 12, generator=g)), i % 3) for i in range(32)]
+    items = [(TensorImage(torch.rand(3, size, size, generator=g)), i % 3) for i in range(32)]
     learn = synth_learner(cbs=[MixUp(seed=0), _Ptr(-1), _Ptr(1)])
     learn.dls = DataLoaders(TfmdDL(items, bs=8, shuffle=True, drop_last=True), TfmdDL(items[:8], bs=8))
     with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
     before, after = (cb.ptrs for cb in learn.cbs if isinstance(cb, _Ptr))
-    assert len(before) == 4 and after == before
+    assert len(before) == 4 and [a == b for a, b in zip(before, after)] == [in_place] * 4
+
+class _KeepViews(Callback):
+    "Keeps views of the training batch, made every way a callback might (none a reference to the batch tensor itself), before the mixer runs"
+    order = -1
+    def before_batch(self):
+        if not self.learn.training: return
+        x = self.learn.xb[0]
+        self.kept = [x[:2], x.detach(), x.data, x.as_subclass(torch.Tensor), x.reshape(len(x), -1), x.detach().cpu()]
+        self.copy = x.clone()
+    def after_pred(self):
+        if self.learn.training: self.same.append(all(torch.equal(k.reshape(-1), self.copy[:len(k)].reshape(-1)) for k in self.kept))
+
+@pytest.mark.parametrize('size', [12, 48])  # small batches (new memory), large ones (written in place unless a view is kept)
+@pytest.mark.parametrize('name,mode', [c for c in CASES if c[0] != 'manifold'])
+def test_views_of_the_batch_another_callback_keeps_are_never_written(name, mode, size):
+    "A callback that keeps a view of the input (a slice, `detach`, `.data`, a reshape) still holds the loader's images after the mixer ran"
+    g = torch.Generator().manual_seed(0)
+    items = [(TensorImage(torch.rand(3, size, size, generator=g)), i % 3) for i in range(24)]
+    keep = _KeepViews(); keep.same = []
+    learn = synth_learner(cbs=[keep, MIXERS[name](seed=0, mode=mode, p=1.)])
+    learn.dls = DataLoaders(TfmdDL(items, bs=8, shuffle=True, drop_last=True), TfmdDL(items[:8], bs=8))
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
+    assert len(keep.same) == 3 and all(keep.same)
 
 @pytest.mark.parametrize('make', [lambda: CutMix(seed=0), lambda: CutMixUp(mode='sample', seed=0)])
 def test_lr_find_puts_the_draws_back(make):
