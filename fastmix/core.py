@@ -318,6 +318,9 @@ class MixHandler(Callback):
         pct = float(getattr(learn, 'pct_train', 0.) or 0.)
         n_iter, n_epoch = getattr(learn, 'n_iter', 0), getattr(learn, 'n_epoch', 0)
         step = 1 / (n_iter * n_epoch) if n_iter and n_epoch else 0.  # what `TrainEvalCallback.after_batch` adds each batch
+        # after a fit fastai leaves `pct_train` at 1 (to the last bit or so), where no batch trained (a schedule may end out
+        # of range, α = 0): a mix drawn then (a preview) is drawn as the fit's last batch was
+        if step and pct > 1 - step / 2: pct = 1 - step
         return np.clip(np.cumsum([pct] + [step] * int(at.max()))[at], 0., 1.)  # (added one by one, as fastai adds them: the same floats)
     @contextmanager
     def drawing_at(self, at:np.ndarray|None):

@@ -6,7 +6,8 @@ Docs: https://fastmix.github.io/fastmix/preview.html.md"""
 
 # %% ../nbs/20_preview.ipynb #93328208
 from __future__ import annotations
-import numpy as np, torch
+import numbers, random, numpy as np, torch
+from contextlib import contextmanager
 from pathlib import Path
 from fastai.vision.all import *
 from .core import *
@@ -37,9 +38,21 @@ def label_shares(mix:Mix|None, yb:tuple, vocab=None, top:int=4)->list:
 
 def shares_title(shares:list)->str:
     "`0.62 cat · 0.38 dog`"
-    return ' · '.join(n if s is None else f'{s:.2f} {n}' for n, s in shares)
+    return ' · '.join(n if s is None else f'{s:.2f} {n}' if s >= .005 else f'{s:.1g} {n}' for n, s in shares)  # (not "0.00 dog")
 
 # %% ../nbs/20_preview.ipynb #3987cf2a
+@contextmanager
+def _kept_streams(dl):
+    "Python's, NumPy's and torch's generators and the DataLoader's own put back as they were: a batch taken to look at changes no draw of the training run"
+    # (fastai's `one_batch` shuffles with the DataLoader's generator, and its transforms draw from the global ones)
+    rng, cuda = getattr(dl, 'rng', None), torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state(), None if rng is None else rng.getstate()
+    try: yield
+    finally:
+        random.setstate(states[0]); np.random.set_state(states[1]); torch.set_rng_state(states[2])
+        if rng is not None: dl.rng = rng; rng.setstate(states[3])
+        if cuda is not None: torch.cuda.set_rng_state_all(cuda)
+
 def mixed_preview_batch(mixer:MixHandler, dls:DataLoaders, n:int=9, batch=None, tries:int=20):
     "`batch` (default: a training batch of `dls`) mixed by `mixer`, with a copy of its generator: `(xb, yb, mix, original xb)`"
     if not isinstance(mixer, MixHandler):  # (a class, fastai's own `MixUp`, the arguments swapped)
@@ -47,7 +60,9 @@ def mixed_preview_batch(mixer:MixHandler, dls:DataLoaders, n:int=9, batch=None, 
         raise TypeError(f"`mixer` must be a fastmix mixer (a `MixHandler` such as `CutMix()`), got {got}")
     state = mixer.rng.bit_generator.state
     try:
-        b = batch if batch is not None else dls.one_batch()
+        if batch is None:
+            with _kept_streams(getattr(dls, 'train', dls)): b = dls.one_batch()
+        else: b = batch
         i = getattr(dls, 'n_inp', 1)
         xb, yb = tuple(b[:i]), tuple(b[i:])
         n = min(n, len(xb[0]))
@@ -113,7 +128,7 @@ def show_mix(
     "Show a mixed training batch in a grid, each image titled with its label shares; return the figure"
     import matplotlib.pyplot as plt
     for name, v in (('n', n), ('ncols', ncols)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1: raise ValueError(f"`{name}` must be an int >= 1, got {v!r}")
+        if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < 1: raise ValueError(f"`{name}` must be an int >= 1, got {v!r}")
     xm, ym, mix, xb = mixed_preview_batch(mixer, dls, n, batch)
     if xm[0].ndim != 4: raise ValueError(f"show_mix shows image batches (B, C, H, W), got shape {tuple(xm[0].shape)}; "
                                          "the Shapes page plots signals and volumes")
@@ -153,12 +168,12 @@ def show_mix(
 
 @patch
 def show_mix(self:Learner, n:int=9, mixer:MixHandler=None, **kwargs):
-    "Preview the learner's mixer (its `MixHandler` callback, or `mixer`) on a training batch"
+    "Preview the learner's mixer (its `MixHandler` callback, or `mixer`) on a training batch; shown, not returned, as `show_batch` (a notebook would show it twice)"
     mixer = mixer or first(cb for cb in self.cbs if isinstance(cb, MixHandler))
     if mixer is None: raise ValueError("this Learner has no MixHandler callback: pass `mixer=`")
-    return show_mix(mixer, self.dls, n=n, **kwargs)
+    show_mix(mixer, self.dls, n=n, **kwargs)
 
 @patch
 def show_mix(self:DataLoaders, mixer:MixHandler, n:int=9, **kwargs):
-    "Preview `mixer` on a training batch of these `DataLoaders`"
-    return show_mix(mixer, self, n=n, **kwargs)
+    "Preview `mixer` on a training batch of these `DataLoaders`; shown, not returned, as `show_batch`"
+    show_mix(mixer, self, n=n, **kwargs)

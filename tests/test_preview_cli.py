@@ -45,9 +45,40 @@ def test_png_written_with_expected_size(dls, tmp_path):
 
 def test_learner_show_mix_uses_its_callback(dls):
     learn = Learner(dls, nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), cbs=RICAP(seed=1))
-    fig = learn.show_mix(n=4, panels=True)
+    import matplotlib.pyplot as plt
+    plt.close('all')
+    assert learn.show_mix(n=4, panels=True) is None  # shown, not returned: a notebook shows it once, as `show_batch`
+    fig = plt.gcf()
     assert len(fig.axes) >= 12 and fig.axes[1].get_title() == 'partner'
     with pytest.raises(ValueError, match='no MixHandler'): Learner(dls, nn.Linear(1, 1)).show_mix()
+
+@pytest.mark.parametrize('preview', [lambda learn: learn.show_mix(n=4), lambda learn: learn.dls.show_mix(CutMix(seed=5)),
+                                     lambda learn: mixed_preview_batch(MixUp(seed=5), learn.dls)])
+def test_a_preview_leaves_the_training_run_as_it_was(preview):
+    "A seeded fit after a preview (which takes a training batch of its own) trains exactly as without it: the loader's shuffle and the global generators are put back"
+    import matplotlib.pyplot as plt
+    from helpers import synth_learner
+    def run(look):
+        learn = synth_learner(cbs=CutMix(seed=0))
+        if look: preview(learn); plt.close('all')
+        with learn.no_bar(), learn.no_logging(): learn.fit(2, 1e-3)
+        return [float(l) for l in learn.recorder.losses], sum(float(p.sum()) for p in learn.model.parameters())
+    assert run(False) == run(True)
+
+@pytest.mark.parametrize('make', [lambda s: MixUp(alpha=s), lambda s: CutMix(alpha=s), lambda s: RICAP(beta=s), lambda s: MixUp(p=s)])
+def test_a_preview_after_a_fit_draws_as_its_last_batch(make):
+    "fastai leaves the progress at 1 after a fit, where a schedule of α may end at 0: a preview then draws as the last batch did, and mixes"
+    from helpers import synth_learner
+    cb = make(SchedCos(1., 0.))
+    learn = synth_learner(cbs=cb)
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
+    assert learn.pct_train == pytest.approx(1) and cb.progress(None)[0] == pytest.approx(1 - 1 / learn.n_iter)
+    xm, ym, mix, xb = mixed_preview_batch(cb, learn.dls)
+    assert mix is not None
+
+def test_titles_name_tiny_shares_as_they_are():
+    from fastmix.preview import shares_title
+    assert shares_title([('cat', .996), ('dog', .004)]) == '1.00 cat · 0.004 dog' and shares_title([('cat', .5)]) == '0.50 cat'
 
 def _run(*args, cwd=None, quiet=True):
     env = {**os.environ, 'MPLBACKEND': 'Agg'}
