@@ -118,7 +118,7 @@ def show_mix(
     dls:DataLoaders, # Where the training batch comes from (decoding and class names too)
     n:int=9, # How many images
     ncols:int=3, # Images per row
-    panels:bool=False, # Add the partner image and the difference beside each image (|mixed − main source|, scaled to its maximum)
+    panels:bool=False, # Add the partner image and the difference beside each image (|mixed − main source|, scaled to its maximum; RICAP's tiles are crops moved from elsewhere, so it differs everywhere)
     figsize:tuple=None, # Figure size; by default 3 × 3.2 inches per panel
     path:str|Path=None, # Save the figure to this PNG
     title:str=None, # Figure title; by default the mixer's name
