@@ -16,7 +16,7 @@ __all__ = ['SEED_END', 'QUICK', 'FULL', 'CLIError', 'parser', 'main']
 class CLIError(Exception): "A bad argument or input: the command line reports it in one line, never a traceback"
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message): raise CLIError(message)
+    def error(self, message): raise CLIError(f"{message} (`{self.prog} --help` says what it takes)")
 
 def _methods(s, flag='--methods'):
     from fastmix.mixers import MIXERS
@@ -35,6 +35,13 @@ def _positive(name, typ=int, zero_ok=False, below=None):
         if not math.isfinite(v): raise CLIError(f"{name} must be a finite number, got {v}")
         return v
     return f
+
+def _images(s):
+    "`preview --n`: a whole number of at least 2, as a mix needs two images"
+    try: v = int(s)
+    except ValueError: raise CLIError(f"--n must be a whole number, got {s!r}")
+    if v < 2: raise CLIError(f"--n must be >= 2 (a mix needs two images), got {v}")
+    return v
 
 def _method(s):
     ms = _methods(s, '--method')
@@ -56,7 +63,8 @@ SEED_END = 2 ** 64  # seeds reach `torch.manual_seed`, which takes 64 bits
 def _seeds(s):
     try: seeds = [int(v) for v in s.split(',') if v.strip()]
     except ValueError: raise CLIError(f"--seeds must be whole numbers separated by commas, got {s!r}")
-    if not seeds or len(set(seeds)) < len(seeds) or min(seeds) < 0 or max(seeds) >= SEED_END:
+    if len(set(seeds)) < len(seeds): raise CLIError(f"--seeds: {next(v for v in seeds if seeds.count(v) > 1)} given twice")  # (its runs would count twice)
+    if not seeds or min(seeds) < 0 or max(seeds) >= SEED_END:
         raise CLIError(f"--seeds must be distinct whole numbers from 0 to {SEED_END - 1}, got {s!r}")
     return seeds
 
@@ -67,6 +75,8 @@ def parser()->argparse.ArgumentParser:
     "The `fastmix` command line: `demo` and `preview`"
     from fastmix.mixers import MIXERS
     p = _Parser(prog='fastmix', description='Batch-mixing augmentation for fastai: demo and previews')
+    from fastmix import __version__
+    p.add_argument('--version', action='version', version=f'fastmix {__version__}')
     sub = p.add_subparsers(dest='cmd', required=True, parser_class=_Parser, metavar='{demo,preview}')
     d = sub.add_parser('demo', help='train a small CNN with the baseline and each mixer over several seeds; report and save pictures',
                        description='Train a small CNN on little data (MNIST, embedded) with no mixing and with each mixer, for every seed; '
@@ -86,7 +96,7 @@ def parser()->argparse.ArgumentParser:
     v.add_argument('--method', type=_method, default='cutmix', help=', '.join(MIXERS) + ' (default: %(default)s)')
     v.add_argument('--data', default=None, help="an image folder in ImageNet layout (default: scikit-image's bundled photos, from the demo extra)")
     v.add_argument('--out', default='preview.png', help='the picture to write, its format from its extension (default: %(default)s)')
-    v.add_argument('--n', type=_positive('--n'), default=6, help='how many images, at least 2 (default: %(default)s)')
+    v.add_argument('--n', type=_images, default=6, help='how many images, at least 2 (default: %(default)s)')
     v.add_argument('--seed', type=_positive('--seed', zero_ok=True, below=SEED_END), default=0, help="the mixer's seed, a whole number >= 0 (default: %(default)s)")
     v.add_argument('--mode', choices=['batch', 'sample'], default='batch', help="one draw per batch, or one per image (default: %(default)s)")
     v.add_argument('--panels', action='store_true', help='add the partner and the difference beside each image')
@@ -111,7 +121,6 @@ def main(args=None)->int:
         else:
             from fastmix.preview import show_mix
             from fastmix.mixers import MIXERS
-            if a.n < 2: raise CLIError(f"--n must be >= 2 (a mix needs two images), got {a.n}")
             dls = folder_dls(a.data, bs=a.n, size=160, seed=a.seed) if a.data else photo_dls(bs=a.n, seed=a.seed)
             out = _picture(a.out, a.n, dls)
             show_mix(MIXERS[a.method](seed=a.seed, mode=a.mode), dls, n=a.n, panels=a.panels, path=out)

@@ -138,7 +138,10 @@ def test_preview_command(tmp_path):
     (['demo', '--epochs', '0'], '--epochs must be > 0'),
     (['demo', '--epochs', 'two'], '--epochs must be a whole number'),
     (['demo', '--lr', 'nan'], '--lr must be > 0, got nan'),
-    (['demo', '--seeds', '1,1'], '--seeds must be distinct'),
+    (['demo', '--seeds', '1,1'], '--seeds: 1 given twice'),
+    (['preview', '--n', '0'], '--n must be >= 2 (a mix needs two images), got 0'),
+    ([], "the following arguments are required: {demo,preview} (`fastmix --help` says what it takes)"),
+    (['demo', '--mode', 'x'], "invalid choice: 'x'"),
     (['preview', '--seed', '-1'], '--seed must be >= 0, got -1'),
     (['preview', '--out', '/no/such/folder/p.png'], '--out: no such folder: /no/such/folder'),
     (['demo', '--n-train', '4999'], '--n-train: at most 3000 images'),
@@ -160,6 +163,11 @@ def test_preview_command(tmp_path):
 def test_bad_arguments_one_line(args, msg):
     r = _run(*args)
     assert r.returncode == 2 and r.stderr.count('\n') == 1 and msg in r.stderr and 'Traceback' not in r.stderr
+
+def test_version():
+    from fastmix import __version__
+    r = _run('--version')
+    assert r.returncode == 0 and r.stdout.strip() == f'fastmix {__version__}'
 
 def test_folder_without_images(tmp_path):
     (tmp_path/'notes.txt').write_text('no images here')
