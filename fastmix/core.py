@@ -6,7 +6,8 @@ Docs: https://fastmix.github.io/fastmix/core.html.md"""
 
 # %% ../nbs/40_core.ipynb #30bd3347
 from __future__ import annotations
-import math, numbers, random, sys
+import functools, math, numbers, random, sys
+from types import SimpleNamespace
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 import numpy as np, torch
@@ -66,7 +67,9 @@ def check_range(name:str, v, lo=0., hi=1.)->tuple:
 
 # %% ../nbs/40_core.ipynb #2382f057
 def _ce_of(lf):
-    "The `nn.CrossEntropyLoss` or `nn.NLLLoss` behind `lf` (their mean is over the targets' weights), else None"
+    "The `nn.CrossEntropyLoss` or `nn.NLLLoss` behind `lf`, or the class weights and ignored class of a `partial` of their functions (their mean is over the targets' weights), else None"
+    if isinstance(lf, functools.partial) and lf.func in (F.cross_entropy, F.nll_loss):
+        return SimpleNamespace(weight=lf.keywords.get('weight'), ignore_index=lf.keywords.get('ignore_index', -100))
     f = getattr(lf, 'func', lf)
     return f if isinstance(f, (nn.CrossEntropyLoss, nn.NLLLoss)) else None
 
@@ -75,6 +78,10 @@ def _plain_ce(lf, pred):
     f = _ce_of(lf)
     if not (isinstance(f, nn.CrossEntropyLoss) and f.weight is None and f.label_smoothing == 0): return None
     return f if pred.ndim == 2 or getattr(lf, 'axis', 1) % pred.ndim == 1 else None
+
+def _reduction(lf)->str:
+    "How `lf` reduces: its `reduction`, or a `partial`'s keyword"
+    return lf.keywords.get('reduction', 'mean') if isinstance(lf, functools.partial) else getattr(lf, 'reduction', 'mean')
 
 def _ls_of(lf):
     "fastai's `LabelSmoothingCrossEntropy` behind `lf` if it has class weights (its mean then has two divisors), else None"
@@ -136,7 +143,7 @@ def mixed_loss(
     weights:Tensor, # (B, K) label weights
 )->Tensor:
     "`Σ_k weights[:, k] · lf(pred, *ybs[k])` per sample, reduced as `lf` reduces"
-    bs, red = weights.shape[0], getattr(lf, 'reduction', 'mean')
+    bs, red = weights.shape[0], _reduction(lf)
     one = isinstance(pred, Tensor)  # else several outputs (a main and an auxiliary head): `lf` takes them as they are
     ce = _plain_ce(lf, pred) if one else None
     ys = (pred.shape[0], *pred.shape[2:]) if one else None  # the shape of class-index targets for `pred`
@@ -181,6 +188,14 @@ def _shapes(dims)->str:
 # attributes of fastai's tensor types read without their Python dispatch; private in torch, so not counted on
 _no_torch_function = getattr(torch._C, 'DisableTorchFunctionSubclass', nullcontext)
 
+def _loop_batch(depth:int=16)->tuple|None:
+    "The batch fastai's `Learner.one_batch` is running, found up the call stack (None outside its loop: a driver of the events)"
+    f = sys._getframe(2)
+    for _ in range(depth):
+        if f is None: return None
+        if f.f_code is Learner.one_batch.__code__: return f.f_locals.get('b')
+        f = f.f_back
+
 def _loop_only(xb:tuple)->bool:
     "Are the input tensors of `xb` (fastai's `learn.xb`) held by fastai's training loop alone? Then they are the step's own"
     # the loop holds each in the batch it yielded and in `xb`; a DataLoader over batches its dataset keeps, or a callback
@@ -194,7 +209,10 @@ def _loop_only(xb:tuple)->bool:
         for t in xb:
             if not isinstance(t, Tensor): continue
             if sys.getrefcount(t) > 5 or (b := t._base) is not None and sys.getrefcount(b) > 3: return False
-            if not small_batch(t) and _storage_users(t) > 2 + (b is not None): return False
+            if small_batch(t): continue
+            if _storage_users(t) > 2 + (b is not None): return False
+            # a callback may have put a tensor of its own making in `xb`, and kept it: counted as the loop's batch would be
+            if (lb := _loop_batch()) is not None and not any(isinstance(v, Tensor) and v.data_ptr() == t.data_ptr() for v in lb): return False
     return True
 
 def _wrong_batch(what:str, t:Tensor, ref:str, bs:int):
@@ -316,7 +334,9 @@ class MixHandler(Callback):
         if at is None: at = np.zeros(1, int)
         learn = getattr(self, 'learn', None)
         pct = float(getattr(learn, 'pct_train', 0.) or 0.)
-        n_iter, n_epoch = getattr(learn, 'n_iter', 0), getattr(learn, 'n_epoch', 0)
+        # after a fit fastai's `n_iter` counts the last validation's batches (0 without a validation set), not training's
+        n_iter = getattr(learn, 'n_iter', 0) if getattr(learn, 'training', True) else len(getattr(getattr(learn, 'dls', None), 'train', None) or ())
+        n_epoch = getattr(learn, 'n_epoch', 0)
         step = 1 / (n_iter * n_epoch) if n_iter and n_epoch else 0.  # what `TrainEvalCallback.after_batch` adds each batch
         # after a fit fastai leaves `pct_train` at 1 (to the last bit or so), where no batch trained (a schedule may end out
         # of range, α = 0): a mix drawn then (a preview) is drawn as the fit's last batch was
@@ -540,6 +560,9 @@ class MixHandler(Callback):
     def check_alone(self):
         "Error if another mixer is in the Learner: both would mix the batch, and the loss would know only one mix"
         others = [cb for cb in self.learn.cbs if cb is not self and isinstance(cb, (MixHandler, _FastaiMix))]
+        if sum(cb is self for cb in self.learn.cbs) > 1:  # (fastai adds a callback given to both `Learner` and `fit` twice)
+            raise ValueError(f"fastmix {type(self).__name__} is in the Learner twice (given to `Learner(cbs=...)` and again to `fit(cbs=...)`, "
+                             "or listed twice): it would mix every batch twice. Give it once")
         if others:
             names = ', '.join(('fastai ' if isinstance(cb, _FastaiMix) else 'fastmix ') + type(cb).__name__ for cb in [self, *others])
             raise ValueError(f"two mixers in one Learner ({names}): each would mix every batch while the loss knows "

@@ -122,15 +122,23 @@ class MixChoice(MixHandler):
             names = ', '.join(type(m).__name__ for m in mixers if not m.choosable)
             raise ValueError(f"`mixers` can't hold {names}: it mixes through its own events, which `MixChoice` does not run; "
                              f"use it as a callback of its own")
-        mixers = list(mixers)
-        probs = [1 / len(mixers)] * len(mixers) if probs is None else [check_number('probs', q, 0, 1, sched_ok=False) for q in probs]
-        if len(probs) != len(mixers) or abs(sum(probs) - 1) > 1e-6:
-            raise ValueError(f"`probs` must have one probability per mixer, summing to 1, got {probs!r}")
-        self.mixers,self.probs = mixers,np.asarray(probs, dtype=np.float64)
+        self.mixers = list(mixers)
+        self.probs = [1 / len(mixers)] * len(mixers) if probs is None else probs
         super().__init__(**kwargs)  # (after `mixers`: seeding hands them the generator)
         self.image_only = any(m.image_only for m in mixers)
         # the shapes every cutting mixer among them can cut
         self.space_dims = tuple(sorted(set.intersection(*[set(m.space_dims) for m in mixers if m.image_only]))) if self.image_only else (1, 2, 3)
+
+    @property
+    def probs(self)->np.ndarray: return self._probs
+    @probs.setter
+    def probs(self, probs):
+        "The probability of each mixer, checked whenever set (as `checks` check hyper-parameters)"
+        if not isinstance(probs, (list, tuple, np.ndarray)): raise ValueError(f"`probs` must be a list of probabilities, got {probs!r}")
+        probs = [check_number('probs', q, 0, 1, sched_ok=False) for q in probs]
+        if len(probs) != len(self.mixers) or abs(sum(probs) - 1) > 1e-6:
+            raise ValueError(f"`probs` must have one probability per mixer, summing to 1, got {probs!r}")
+        self._probs = np.asarray(probs, dtype=np.float64) / math.fsum(probs)  # (numpy's `choice` allows a sum 1e-8 from 1)
 
     def reseed(self):
         super().reseed()
@@ -192,8 +200,14 @@ class CutMixUp(MixChoice):
         switch_prob:float=0.5, # Probability of CutMix rather than MixUp
         **kwargs # `p`, `mode`, `seed`, `off_epochs`, `off_pct` of `MixHandler`
     ):
-        switch_prob = check_number('switch_prob', switch_prob, 0, 1, sched_ok=False)
-        for name, a in (('mixup_alpha', mixup_alpha), ('cutmix_alpha', cutmix_alpha)): positive(name)(a)  # (named as here, not `alpha`)
         # seeded so that building them leaves Python's `random` alone: `MixChoice` gives them its own generator
-        mixers = [MixUp(mixup_alpha, seed=0), CutMix(cutmix_alpha, seed=0)]
-        super().__init__(mixers, [1 - switch_prob, switch_prob], **kwargs)
+        super().__init__([MixUp(seed=0), CutMix(seed=0)], **kwargs)
+        self.mixup_alpha,self.cutmix_alpha,self.switch_prob = mixup_alpha,cutmix_alpha,switch_prob
+
+    # its parameters live in its two mixers and in `probs`: read from there, set there, checked under their names here
+    mixup_alpha = property(lambda self: self.mixers[0].alpha, lambda self, v: setattr(self.mixers[0], 'alpha', positive('mixup_alpha')(v)))
+    cutmix_alpha = property(lambda self: self.mixers[1].alpha, lambda self, v: setattr(self.mixers[1], 'alpha', positive('cutmix_alpha')(v)))
+    @property
+    def switch_prob(self)->float: return float(self.probs[1])
+    @switch_prob.setter
+    def switch_prob(self, v): v = check_number('switch_prob', v, 0, 1, sched_ok=False); self.probs = [1 - v, v]

@@ -36,9 +36,16 @@ def label_shares(mix:Mix|None, yb:tuple, vocab=None, top:int=4)->list:
         shares.append([(names(c), s) for c, s in sorted(d.items(), key=lambda o: -o[1]) if s > 0][:top])
     return shares
 
-def shares_title(shares:list)->str:
+def shares_title(
+    shares:list, # `(name, share)` pairs, as `label_shares` gives them
+    width:int=None, # Break into lines at the separators, each at most this many characters (unless one name is longer)
+)->str:
     "`0.62 cat · 0.38 dog`"
-    return ' · '.join(n if s is None else f'{s:.2f} {n}' if s >= .005 else f'{s:.1g} {n}' for n, s in shares)  # (not "0.00 dog")
+    lines = []
+    for p in (n if s is None else f'{s:.2f} {n}' if s >= .005 else f'{s:.1g} {n}' for n, s in shares):  # (not "0.00 dog")
+        if lines and (width is None or len(lines[-1]) + 3 + len(p) <= width): lines[-1] += ' · ' + p
+        else: lines.append(p)
+    return '\n'.join(lines)
 
 # %% ../nbs/20_preview.ipynb #3987cf2a
 @contextmanager
@@ -149,14 +156,14 @@ def show_mix(
     nrows = math.ceil(n / ncols)
     fig, axs = plt.subplots(nrows, ncols * per, figsize=figsize or (3 * ncols * per, 3.2 * nrows), squeeze=False, layout='constrained')
     for ax in axs.flat: ax.set_axis_off()
+    width = int(fig.get_figwidth() / (ncols * per) * 15)  # characters of 8-point text (about 0.6 em each) that fit over one image
     cmap = 'Greys' if imgs.shape[1] == 1 else None  # fastai's look for grey images
     for i in range(n):
         ax = axs.flat[i * per]
         show_image(imgs[i], ax=ax, cmap=cmap)
         if mask is not None: _show_mask(mask[i], ax)
         if own is not None: _show_outline(own[i], ax)
-        t = shares_title(shares[i][:2]) + ('\n' + shares_title(shares[i][2:]) if len(shares[i]) > 2 else '')  # RICAP: two lines
-        ax.set_title(t if mask is None else _mask_title(mix, i), fontsize=8)
+        ax.set_title(shares_title(shares[i], width) if mask is None else _mask_title(mix, i), fontsize=8)
         if panels:
             show_image(part[i], ax=axs.flat[i * per + 1], cmap=cmap); axs.flat[i * per + 1].set_title('partner', fontsize=9)
             diff = (imgs[i] - orig[i]).abs()

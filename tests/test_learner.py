@@ -254,3 +254,29 @@ def test_other_callbacks_see_the_targets_and_the_mixed_loss(method, order, first
     with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
     assert len(ys) == len(seen) == len(exp) == 6 and all(ys)
     assert all(abs(s - m) < 1e-5 and abs(f - m - 100) < 1e-4 for s, (m, f) in zip(seen, exp))
+
+class _MakeAndKeep(Callback):
+    "Before the mixer: replaces the input by a tensor of its own making and keeps it (clean inputs for a consistency loss, a log)"
+    order = -10
+    def before_batch(self):
+        if not self.learn.training: return
+        self.learn.xb = (self.learn.xb[0] * 1.,)
+        self.kept, self.copy = self.learn.xb[0], self.learn.xb[0].clone()
+    def after_pred(self):
+        if self.learn.training: self.same.append(torch.equal(self.kept, self.copy))
+
+@pytest.mark.parametrize('name,mode', [c for c in CASES if c[0] != 'manifold'])
+def test_a_batch_another_callback_made_and_keeps_is_never_written(name, mode):
+    "A callback before the mixer that puts a tensor of its own in `learn.xb` and keeps it holds it unmixed; the loader's own large batches are still mixed in place"
+    g = torch.Generator().manual_seed(0)
+    items = [(TensorImage(torch.rand(3, 48, 48, generator=g)), i % 3) for i in range(24)]
+    keep = _MakeAndKeep(); keep.same = []
+    learn = synth_learner(cbs=[keep, MIXERS[name](seed=0, mode=mode, p=1.)])
+    learn.dls = DataLoaders(TfmdDL(items, bs=8, shuffle=True, drop_last=True), TfmdDL(items[:8], bs=8))
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
+    assert len(keep.same) == 3 and all(keep.same)
+    learn = synth_learner(cbs=[MIXERS[name](seed=0, mode=mode, p=1.), _Ptr(-1), _Ptr(1)])  # nothing keeps the loader's batch: in place
+    learn.dls = DataLoaders(TfmdDL(items, bs=8, shuffle=True, drop_last=True), TfmdDL(items[:8], bs=8))
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
+    before, after = (cb.ptrs for cb in learn.cbs if isinstance(cb, _Ptr))
+    if name != 'ricap': assert len(before) == 3 and after == before  # (RICAP builds its tiles in a buffer it then adopts)

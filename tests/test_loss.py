@@ -130,3 +130,19 @@ def test_half_predictions_count_in_float32():
     ybs, lf = [(y[idx[k]],) for k in range(2)], CrossEntropyLossFlat(axis=1)
     ref = mixed_loss(lf, pred.double(), ybs, w.double())
     torch.testing.assert_close(mixed_loss(lf, pred.half(), ybs, w).double(), ref, atol=2e-3, rtol=2e-3)
+
+@pytest.mark.parametrize('kw', [dict(reduction='sum'), dict(weight='cw'), dict(weight='cw', reduction='sum'), dict(ignore_index=2),
+                                dict(weight='cw', ignore_index=2), dict(label_smoothing=.1, weight='cw'), dict(reduction='none')])
+@pytest.mark.parametrize('f', [F.cross_entropy, F.nll_loss])
+def test_a_partial_loss_reduces_as_its_keywords_say(f, kw):
+    "`partial(F.cross_entropy, reduction='sum')` or with class weights: the mixed loss is Σ_k w_k·lf(pred, y[π_k]), as the partial reduces"
+    if f is F.nll_loss and 'label_smoothing' in kw: return
+    g = torch.Generator().manual_seed(0)
+    kw = {k: (torch.rand(5, generator=g) + .2 if v == 'cw' else v) for k, v in kw.items()}
+    lf = partial(f, **kw)
+    pred = torch.randn(8, 5, generator=g).log_softmax(1)
+    ya, yb = (torch.randint(0, 5, (8,), generator=g) for _ in range(2))
+    lam = torch.tensor([[.7, .3]]).expand(8, 2)
+    for ys in ([(ya,), (yb,)], torch.stack([ya, yb], 1)):
+        torch.testing.assert_close(mixed_loss(lf, pred, ys, lam), .7 * lf(pred, ya) + .3 * lf(pred, yb))
+    torch.testing.assert_close(mixed_loss(lf, pred, [(ya,), (yb,)], torch.tensor([[1., 0.]]).expand(8, 2)), lf(pred, ya))

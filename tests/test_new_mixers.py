@@ -412,3 +412,13 @@ def test_resizemix_masks_line_up_with_their_pixels(mode, hw):
     for seed in range(10):
         mix, (xm,), (ym,) = ResizeMix(seed=seed, mode=mode).mix_batch((x.clone(),), (y.clone(),))
         assert (xm.gather(1, ym[:, None]) >= .25 - 1e-4).all()
+
+@pytest.mark.parametrize('how', ['learner and fit', 'listed twice'])
+def test_one_mixer_given_twice_is_an_error_before_training(how):
+    "The same mixer object twice in a Learner (`Learner(cbs=cb)` then `fit(cbs=cb)`, or `cbs=[cb, cb]`) would mix every batch twice: an error that says so"
+    cb = CutMix(seed=0)
+    learn = synth_learner(cbs=cb if how == 'learner and fit' else [cb, cb])
+    lf, before = learn.loss_func, _n_params(learn)
+    with pytest.raises(ValueError, match=r'fastmix CutMix is in the Learner twice'):
+        learn.fit(1, 1e-2, cbs=cb if how == 'learner and fit' else None)
+    assert learn.loss_func is lf and all(torch.equal(a, b) for a, b in zip(before, _n_params(learn)))

@@ -66,15 +66,22 @@ def test_a_preview_leaves_the_training_run_as_it_was(preview):
     assert run(False) == run(True)
 
 @pytest.mark.parametrize('make', [lambda s: MixUp(alpha=s), lambda s: CutMix(alpha=s), lambda s: RICAP(beta=s), lambda s: MixUp(p=s)])
-def test_a_preview_after_a_fit_draws_as_its_last_batch(make):
-    "fastai leaves the progress at 1 after a fit, where a schedule of α may end at 0: a preview then draws as the last batch did, and mixes"
+@pytest.mark.parametrize('valid', [None, 4, 0])
+def test_a_preview_after_a_fit_draws_as_its_last_batch(make, valid):
+    "fastai leaves the progress at 1 after a fit, where a schedule of α may end at 0: a preview then draws as the last batch did, and mixes (whatever the validation's length, which fastai leaves in `n_iter`)"
     from helpers import synth_learner
-    cb = make(SchedCos(1., 0.))
+    seen = []
+    cb = make(lambda p: (seen.append(p), SchedCos(1., 0.)(p))[1])
     learn = synth_learner(cbs=cb)
-    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
-    assert learn.pct_train == pytest.approx(1) and cb.progress(None)[0] == pytest.approx(1 - 1 / learn.n_iter)
+    if valid is not None: learn.dls.valid = learn.dls.valid.new(learn.dls.valid.dataset[:valid], bs=2)
+    with learn.no_bar(), learn.no_logging(): learn.fit(2, 1e-3)
+    last, n_train = seen[-1], len(learn.dls.train)
+    assert learn.pct_train == pytest.approx(1) and last == pytest.approx(1 - 1 / (2 * n_train))
+    assert (valid is None or learn.n_iter != n_train) and cb.progress(None)[0] == pytest.approx(last, abs=1e-12)
+    seen.clear()
     xm, ym, mix, xb = mixed_preview_batch(cb, learn.dls)
-    assert mix is not None
+    assert seen and all(p == pytest.approx(last, abs=1e-12) for p in seen)  # (it may draw again for a mix that mixes)
+    assert mix is not None or callable(cb.p)  # (`p` ends near 0: a mix may mix nothing)
 
 def test_titles_name_tiny_shares_as_they_are():
     from fastmix.preview import shares_title
@@ -281,3 +288,27 @@ def test_the_error_chart_of_one_epoch_shows_its_points():
     fig = plot_errors({'baseline': [[.2]], 'mixup': [[.15]]})
     assert [(l.get_marker(), len(l.get_xdata())) for l in fig.axes[0].lines] == [('o', 1), ('o', 1)]
     plt.close('all')
+
+def test_long_titles_break_at_their_separators_and_stay_over_their_own_image():
+    "Long class names on narrow panels (the docs' six-wide strips): each title breaks into lines at ` · ` and never runs into its neighbour's"
+    from fastmix.preview import shares_title
+    sh = [('immunohistochemistry', .45), ('rocket', .3), ('hubble_deep_field', .2), ('cat', .05)]
+    assert shares_title(sh, width=40).split('\n') == ['0.45 immunohistochemistry · 0.30 rocket', '0.20 hubble_deep_field · 0.05 cat']
+    assert shares_title(sh, width=30).split('\n') == ['0.45 immunohistochemistry', '0.30 rocket', '0.20 hubble_deep_field', '0.05 cat']
+    assert shares_title(sh, width=200) == shares_title(sh) and shares_title(sh[:1], width=5) == '0.45 immunohistochemistry'
+    g = torch.Generator().manual_seed(0)
+    xs, names = torch.rand(12, 3, 16, 16, generator=g), ('immunohistochemistry', 'hubble_deep_field', 'chelsea_the_cat')
+    db = DataBlock(blocks=(TransformBlock, CategoryBlock), get_x=lambda i: xs[i], get_y=lambda i: names[i % 3], splitter=IndexSplitter([10, 11]))
+    dls = db.dataloaders(list(range(12)), bs=6)
+    for mixer, ncols, size in ((RICAP(seed=8, mode='sample'), 6, (15, 3.2)), (CutMix(seed=1), 6, (15, 3.2)), (MixUp(seed=0), 3, None)):
+        fig = show_mix(mixer, dls, n=6, ncols=ncols, figsize=size)
+        fig.canvas.draw()
+        r, axs = fig.canvas.get_renderer(), [ax for ax in fig.axes if ax.get_title()]
+        assert len(axs) == 6
+        for a, b in zip(axs, axs[1:]):
+            if a.get_position().y0 != b.get_position().y0: continue  # another row
+            assert a.title.get_window_extent(r).x1 <= b.title.get_window_extent(r).x0, (a.get_title(), b.get_title())
+        for ax in axs:  # no wider than its image's column
+            cell = fig.bbox.width / ax.get_gridspec().ncols
+            assert ax.title.get_window_extent(r).width <= cell, ax.get_title()
+        plt.close(fig)

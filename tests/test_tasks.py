@@ -198,3 +198,31 @@ def test_integer_regression_targets_are_blended():
     for lf in (CrossEntropyLossFlat(), nn.CrossEntropyLoss()):  # indices by the loss's word, or (plain torch) by their dtype
         mix, _, (yc,) = MixUp(seed=0).mix_batch((x.clone(),), (y,), y_int=_y_int(lf))
         assert mix.in_loss == (True,) and yc is y
+
+def test_mixchoice_probs_are_checked_whenever_set_and_sum_to_one_exactly():
+    "Probabilities within rounding of 1 are scaled to sum to 1 (numpy's `choice` allows less); set later, they get the constructor's check"
+    x = torch.randn(6, 3, 8, 8)
+    m = MixChoice([MixUp(), CutMix(), RICAP()], probs=[1 / 3] * 3, seed=0)
+    assert m.probs.sum() == 1 and np.allclose(m.probs, 1 / 3)
+    m = MixChoice([MixUp(), CutMix(), RICAP()], probs=[.3333333] * 3, seed=0)
+    assert m.probs.sum() == 1 and m.mix_batch((x,), (torch.arange(6),))[0] is not None
+    m = MixChoice([MixUp(), CutMix()], seed=0)
+    for bad, msg in (([.5, -1.], r'`probs` must be in \[0, 1\], got -1.0'), ([.5, .6], '`probs` must have one probability per mixer'),
+                     ([1.], '`probs` must have one probability per mixer'), (.5, r'`probs` must be a list of probabilities, got 0.5')):
+        with pytest.raises(ValueError, match=msg): m.probs = bad
+        with pytest.raises(ValueError, match=msg): MixChoice([MixUp(), CutMix()], probs=bad)
+    m.probs = [0., 1.]
+    assert m.mix_batch((x,), (torch.arange(6),))[0].geom.cuts
+
+def test_cutmixup_parameters_read_and_set_as_its_children_use_them():
+    "`switch_prob`, `mixup_alpha` and `cutmix_alpha` read back as given; set later they are checked and change the mix"
+    m = CutMixUp(mixup_alpha=.3, cutmix_alpha=2., switch_prob=0., seed=0)
+    assert (m.mixup_alpha, m.cutmix_alpha, m.switch_prob) == (.3, 2., 0.)
+    x = torch.randn(6, 3, 8, 8)
+    assert m.mix_batch((x,), (torch.arange(6),))[0].geom.cuts is False
+    m.switch_prob, m.cutmix_alpha, m.mixup_alpha = 1., .5, .8
+    assert (m.switch_prob, m.mixers[1].alpha, m.mixers[0].alpha) == (1., .5, .8) and list(m.probs) == [0., 1.]
+    assert m.mix_batch((x,), (torch.arange(6),))[0].geom.cuts is True
+    for name, bad, msg in (('switch_prob', 5, '`switch_prob` must be in'), ('mixup_alpha', 0, '`mixup_alpha` must be'), ('cutmix_alpha', -1, '`cutmix_alpha` must be')):
+        with pytest.raises(ValueError, match=msg): setattr(m, name, bad)
+    assert (m.switch_prob, m.cutmix_alpha, m.mixup_alpha) == (1., .5, .8)
