@@ -236,7 +236,7 @@ def flag(name:str):
     return check
 
 def _check_mode(v):
-    if v not in _modes: raise ValueError(f"`mode` must be one of {_modes}, got {v!r}")
+    if not isinstance(v, str) or v not in _modes: raise ValueError(f"`mode` must be one of {_modes}, got {v!r}")
     return v
 
 def _check_seed(v):
@@ -245,9 +245,12 @@ def _check_seed(v):
     if v is not None and v < 0: raise ValueError(f"`seed` must be an int >= 0 or None, got {v!r}")
     return random.getrandbits(63) if v is None else v
 
-def _check_off_epochs(v):
-    if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < 0: raise ValueError(f"`off_epochs` must be an int >= 0, got {v!r}")
-    return v
+def _int_at_least(name:str, lo:int):
+    "The check of setting `name`, an int >= `lo`, for a mixer's `checks`"
+    def check(v):
+        if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < lo: raise ValueError(f"`{name}` must be an int >= {lo}, got {v!r}")
+        return v
+    return check
 
 def _is_labels(y)->bool: return isinstance(y, Tensor) and y.ndim == 1 and not y.is_floating_point()  # (B,) class indices
 
@@ -274,7 +277,7 @@ class MixHandler(Callback):
     choosable = True  # `MixChoice` can draw its mixes; False for a mixer that works through its own events (hooks)
     general_only = False  # True: every batch takes `mix_batch`'s general path (set for subclasses that override its steps)
     # hyper-parameter -> its check, run whenever it is set: in the constructor, or later (`cb.p = 0.`); subclasses add theirs
-    checks = {'p': lambda v: check_number('p', v, 0, 1), 'mode': _check_mode, 'off_epochs': _check_off_epochs,
+    checks = {'p': lambda v: check_number('p', v, 0, 1), 'mode': _check_mode, 'off_epochs': _int_at_least('off_epochs', 0), 'draw_ahead': _int_at_least('draw_ahead', 1),
               'off_pct': lambda v: check_number('off_pct', v, 0, 1, sched_ok=False), 'seed': _check_seed}
     at_input = True  # the mix applies to the input batch (`ManifoldMixUp`: only when the input is the layer drawn)
     def __init__(self,

@@ -24,7 +24,9 @@ def to_device(a, dev)->Tensor:
     if typ == 'cuda': t = t.pin_memory()
     return t.to(dev, non_blocking=True)
 
-def _dense(t:Tensor)->bool: return t.is_contiguous() or t.ndim == 4 and t.is_contiguous(memory_format=torch.channels_last)
+def _dense(t:Tensor)->bool:
+    "Is `t` laid out without gaps in the standard layout or channels last (`channels_last`, `channels_last_3d`)?"
+    return t.is_contiguous() or t.ndim == 4 and t.is_contiguous(memory_format=torch.channels_last) or t.ndim == 5 and t.is_contiguous(memory_format=torch.channels_last_3d)
 
 def own_memory(t:Tensor)->bool:
     "Is `t` all of its memory: not a view, or a view of the whole of its base (how fastai's `TensorImage` batches come)?"
@@ -240,7 +242,7 @@ def gather_pixels(t:Tensor, src:Tensor)->Tensor:
     out = torch.empty_like(tc)
     ov = out.view(bs, r, n)
     for c in range(r): ov[:, c] = tc.take(base + c * n)
-    return out
+    return out if tc is t or not _dense(t) else torch.empty_like(t).copy_(out)  # (channels last volumes: in their layout)
 
 def by_index(
     geom, # a geometry that only moves values (it cuts, and resizes nothing): a `Paste`, a `MaskPaste`

@@ -226,3 +226,13 @@ def test_keypoints_and_boxes_are_refused(name):
     boxes, lbl = TensorBBox(torch.rand(4, 1, 4)), TensorMultiCategory(torch.tensor([[1], [2], [3], [4]]))
     with pytest.raises(TypeError, match="TensorBBox .fastai's BBoxBlock."):
         getattr(fm, name)(seed=0).mix_batch((x.clone(),), (boxes, lbl))
+
+def test_draw_ahead_and_mode_set_later_are_checked():
+    "`draw_ahead` (a class default a user may set) must be an int >= 1, not an IndexError at the first batch; `mode` a string, not an array that compares element-wise"
+    for bad in (0, -1, 2.5, True, '4'):
+        with pytest.raises(ValueError, match=re.escape(f"`draw_ahead` must be an int >= 1, got {bad!r}")): MixUp().draw_ahead = bad
+    with pytest.raises(ValueError, match=r"`mode` must be one of \('batch', 'sample'\), got array"): MixUp(mode=np.array(['sample']))
+    cb = CutMix(seed=0); cb.draw_ahead = np.int64(1)
+    learn = synth_learner(cbs=cb)
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
+    assert cb.draw_ahead == 1 and math.isfinite(learn.recorder.losses[-1])

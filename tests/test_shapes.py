@@ -155,3 +155,15 @@ def test_training_on_signals_and_volumes(method, mode):
         assert all(np.isfinite(v) for v in learn.recorder.values[-1] if v is not None)
         with torch.no_grad(): plain = nn.CrossEntropyLoss()(model.eval()(x[24:]), y[24:]).item()
         assert learn.validate()[0] == pytest.approx(plain, rel=1e-5)
+
+@pytest.mark.parametrize('method', METHODS.values(), ids=list(METHODS))
+@pytest.mark.parametrize('mode', ['batch', 'sample'])
+@pytest.mark.parametrize('size', [(4, 5, 6), (20, 24, 24)])  # small (one gather) and large batches
+def test_channels_last_volumes_keep_their_layout(method, mode, size):
+    "A volume batch in `channels_last_3d` comes back in that layout, in place or not, with the values of the standard layout's mix"
+    x = provenance_batch(4, 2, *size).to(torch.float32)
+    for inplace in (False, True):
+        cl = x.clone(memory_format=torch.channels_last_3d)
+        mix, (xm,), _ = method(mode=mode, seed=0).mix_batch((cl,), (torch.arange(4),), inplace=inplace)
+        _, (ref,), _ = method(mode=mode, seed=0).mix_batch((x.clone(),), (torch.arange(4),))
+        assert xm.is_contiguous(memory_format=torch.channels_last_3d) and torch.equal(xm, ref), (inplace, xm.stride())
