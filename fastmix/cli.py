@@ -79,7 +79,7 @@ def parser()->argparse.ArgumentParser:
     p.add_argument('--version', action='version', version=f'fastmix {__version__}')
     sub = p.add_subparsers(dest='cmd', required=True, parser_class=_Parser, metavar='{demo,preview}')
     d = sub.add_parser('demo', help='train a small CNN with the baseline and each mixer over several seeds; report and save pictures',
-                       description='Train a small CNN on little data (MNIST, embedded) with no mixing and with each mixer, for every seed; '
+                       description='Train a small CNN on little data (MNIST, embedded) with no mixing and with each mixer of --methods, for every seed; '
                                    'print a table and one verdict per mixer, and write results.md, results.json and pictures into --out.')
     d.add_argument('--methods', type=_methods, default='mixup,cutmix,ricap', help='comma-separated, from: ' + ', '.join(MIXERS) + ' (default: %(default)s)')
     d.add_argument('--epochs', type=_positive('--epochs'), help=f"one-cycle epochs per run (default: {FULL['epochs']}; {QUICK['epochs']} with --quick)")

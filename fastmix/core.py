@@ -272,7 +272,7 @@ class MixHandler(Callback):
     at,ahead_end = None,0  # (see `__init__` and `next_mix`; here too for mixers saved before they existed)
     image_only = True  # the method cuts space: its batches are (B, C, *space)
     space_dims = (2,)  # the numbers of spatial axes it can cut: images; `CutMix` and `RICAP` also signals (1) and volumes (3)
-    draw_ahead = 32 # In a fit, the mixes of up to this many batches are drawn at once (1: each at its batch); so a hyper-parameter set mid-epoch applies from the next epoch (a schedule applies at once)
+    draw_ahead = 32 # In a fit, the mixes of up to this many batches are drawn at once (1: each at its batch); so a hyper-parameter set mid-epoch applies from the next window (the next epoch, or sooner; a schedule applies at once)
     mixes_input = True  # False while a subclass mixes something other than the input batch (whose dtype is then free)
     choosable = True  # `MixChoice` can draw its mixes; False for a mixer that works through its own events (hooks)
     general_only = False  # True: every batch takes `mix_batch`'s general path (set for subclasses that override its steps)
