@@ -205,6 +205,7 @@ def _loop_only(xb:tuple)->bool:
     # the storage's use count, beyond the batch, its base and the storage object asked, says so. (Small batches are
     # never written in place, `can_overwrite`: asking costs several µs after a training step, more than their new memory)
     if sys.getrefcount(xb) > 3: return False
+    lb = ...  # the batch fastai's loop is running: looked up once, at the first large tensor (None outside the loop)
     with _no_torch_function():  # (`_base` of fastai's tensor types: see `_plain`)
         for t in xb:
             if not isinstance(t, Tensor): continue
@@ -212,7 +213,8 @@ def _loop_only(xb:tuple)->bool:
             if small_batch(t): continue
             if _storage_users(t) > 2 + (b is not None): return False
             # a callback may have put a tensor of its own making in `xb`, and kept it: counted as the loop's batch would be
-            if (lb := _loop_batch()) is not None and not any(isinstance(v, Tensor) and v.data_ptr() == t.data_ptr() for v in lb): return False
+            if lb is ...: lb = _loop_batch()
+            if lb is not None and not any(isinstance(v, Tensor) and v.data_ptr() == t.data_ptr() for v in lb): return False
     return True
 
 def _wrong_batch(what:str, t:Tensor, ref:str, bs:int):

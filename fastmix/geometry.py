@@ -26,7 +26,8 @@ def to_device(a, dev)->Tensor:
 
 def _dense(t:Tensor)->bool:
     "Is `t` laid out without gaps in the standard layout or channels last (`channels_last`, `channels_last_3d`)?"
-    return t.is_contiguous() or t.ndim == 4 and t.is_contiguous(memory_format=torch.channels_last) or t.ndim == 5 and t.is_contiguous(memory_format=torch.channels_last_3d)
+    if t.is_contiguous(): return True
+    return t.is_contiguous(memory_format=torch.channels_last) if t.ndim == 4 else t.ndim == 5 and t.is_contiguous(memory_format=torch.channels_last_3d)
 
 def own_memory(t:Tensor)->bool:
     "Is `t` all of its memory: not a view, or a view of the whole of its base (how fastai's `TensorImage` batches come)?"
