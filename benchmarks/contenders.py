@@ -5,7 +5,8 @@ timm, torchvision v2, kornia) and the memory floors, for the three parts of the 
 A contender `C` is a name, a group (what it is compared with: the same method and mode), a kind (`floor`, `info`,
 `fastmix`, `peer`) and `make(*args)`, which builds the function that is timed (outside the timed region).
 
-- **mix** (`mix_contenders`; `make(x, y)`, the timed function gets a fresh clone of `x`): fastmix and fastai are
+- **mix** (`mix_contenders`; `make(x, y)`, the timed function gets a fresh clone of `x`): fastmix (and, with a
+  baseline, another revision of fastmix: rows `before ...`) and fastai are
   driven through a real fastai `Learner` and the callback's own `before_batch` event (`callback_driver`); timm,
   torchvision and kornia are called as their docs show and also produce their mixed targets. Floors, on the same
   tensors: `copy` = `out.copy_(x)`; `lerp` = `torch.lerp(x, b, w, out=c)` with per-image weights; `box` = one in-place
@@ -98,15 +99,19 @@ def floors()->list:
 
 def _add(cs, name, group, kind, make): cs.append(C(name, group, kind, make, FLOOR_OF.get(group, 'copy floor')))
 
-def fastmix_mix_contenders()->list:
-    "Every fastmix mixer that mixes the input batch, in both modes: the callback's training path (in place), through `before_batch`"
+def fastmix_mix_contenders(baseline=None)->list:
+    """Every fastmix mixer that mixes the input batch, in both modes: the callback's training path (in place), through
+    `before_batch`; with `baseline` (another fastmix revision), its mixers too, as kind `baseline` (rows `before ...`)"""
     from fastmix.mixers import MIXERS
     cs = []
-    runs = [(label, m, {}) for label, m in mixers()] + [(label, MIXERS[n], kw) for label, (n, kw) in VARIANTS_OF.items()]
-    for label, m, kw in runs:
-        if m.cls.mixes_input is not True: continue  # it mixes hidden activations (ManifoldMixUp): timed end to end only
+    runs = [('fastmix', 'fastmix', label, m, {}) for label, m in mixers()]
+    runs += [('fastmix', 'fastmix', label, MIXERS[n], kw) for label, (n, kw) in VARIANTS_OF.items()]
+    runs += [('before', 'baseline', label, m, {}) for label, m in (baseline_mixers(baseline) if baseline else [])]
+    for pre, kind, label, m, kw in runs:
+        # ManifoldMixUp mixes hidden activations: timed end to end only
+        if getattr(getattr(m, 'cls', m), 'mixes_input', True) is not True: continue
         for mode in MODES:
-            _add(cs, f'fastmix {label}({mode})', f'{label}/{mode}', 'fastmix',
+            _add(cs, f'{pre} {label}({mode})', f'{label}/{mode}', kind,
                  lambda x, y, m=m, mode=mode, kw=kw: callback_driver(m(mode=mode, seed=0, **kw), y))
     return cs
 
@@ -152,9 +157,9 @@ def peer_mix_contenders()->list:
         _add(cs, f'kornia RandomCutMixV2(same_on_batch={same})', f'CutMix/{grp}', 'peer', mk_cut)
     return cs
 
-def mix_contenders()->list:
-    "Floors, fastmix and the peers: the mix part"
-    return floors() + fastmix_mix_contenders() + peer_mix_contenders()
+def mix_contenders(baseline=None)->list:
+    "Floors, fastmix (and `baseline`'s mixers) and the peers: the mix part"
+    return floors() + fastmix_mix_contenders(baseline) + peer_mix_contenders()
 
 def loss_contenders()->list:
     "Plain cross-entropy, fastmix's `mixed_loss` for K = 2 and 4, fastai's MixUp loss: forward + backward"

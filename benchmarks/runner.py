@@ -107,9 +107,9 @@ def run_interleaved(contenders, make_args, arg_fn, reps, warmup, timer, after=No
     finally: gc.enable(); gc.collect()
     return fns, times
 
-def measure_mix(a, dev, timer, row, t_start):
+def measure_mix(a, dev, timer, row, t_start, baseline=None):
     "Each mixing call on a fresh clone of the batch (its clone timed apart), at every shape and thread count"
-    cs = mix_contenders()
+    cs = mix_contenders(baseline)
     clone_c = C('input clone (outside the timed region)', 'info', 'info', None)
     for shape in ([QUICK_SHAPE] if a.quick else [(128, 3, 32, 32), TARGET_SHAPE]):
         g = torch.Generator().manual_seed(0)
@@ -266,7 +266,7 @@ def measure(a):
     t_start = time.time()
     with tempfile.TemporaryDirectory() as td:
         base = baseline_package(a.baseline, Path(td)) if getattr(a, 'baseline', None) else None
-        if 'mix' in a.parts: measure_mix(a, dev, timer, row, t_start)
+        if 'mix' in a.parts: measure_mix(a, dev, timer, row, t_start, base)
         if 'loss' in a.parts: measure_loss(a, dev, timer, row, t_start)
         if 'e2e' in a.parts: measure_e2e(a, dev, row, t_start, base)
         if 'event' in a.parts: measure_event(a, dev, timer, row, t_start, base)

@@ -45,3 +45,30 @@ def test_ricap_per_sample_is_held_to_the_issues_4x_copy_floor():
     recs = [_rec('copy floor', 'floor', 'copy', sh, 1., part='mix'), _rec('fastmix RICAP(sample)', 'fastmix', 'RICAP(sample)', sh, 3.5, part='mix')]
     c = {c['target']: c for c in report.targets(recs, ['default'], sh, (64, 1000))}
     assert not c['RICAP(sample) ≤ 3× copy floor']['ok'] and c['RICAP(sample) ≤ 4× copy floor (issue 13)']['ok']
+
+def test_the_baseline_revision_is_timed_in_the_mix_part_and_judged_at_the_target_shape():
+    "Issue 13: at 64×3×224×224 nothing slower than before: `--baseline` adds its mixers to the mix part, each judged against fastmix's same method and mode"
+    import report
+    from contenders import mix_contenders
+    import fastmix as base  # stands in for another revision: a package with the `mixers` registry
+    names = {c.name: c for c in mix_contenders(base)}
+    assert names['before RICAP(sample)'].kind == 'baseline' and names['before RICAP(sample)'].group == 'RICAP/sample'
+    assert 'before ManifoldMixUp(batch)' not in names and 'before FMix(batch)' in names  # what mixes the input
+    sh = (64, 3, 224, 224)
+    recs = [_rec('fastmix MixUp(batch)', 'fastmix', 'MixUp/batch', sh, 3., part='mix'), _rec('before MixUp(batch)', 'baseline', 'MixUp/batch', sh, 2., part='mix'),
+            _rec('fastmix CutMix(batch)', 'fastmix', 'CutMix/batch', sh, 3., part='mix'), _rec('before CutMix(batch)', 'baseline', 'CutMix/batch', sh, 3., part='mix'),
+            _rec('before RICAP(batch)', 'baseline', 'RICAP/batch', (128, 3, 32, 32), 9., part='mix')]
+    c = {c['target']: c for c in report.targets(recs, ['default'], sh, (64, 1000))}
+    up, same = c['fastmix MixUp(batch) ≤ 1.0× before MixUp(batch) (issue 13: nothing slower)'], c['fastmix CutMix(batch) ≤ 1.0× before CutMix(batch) (issue 13: nothing slower)']
+    assert up['value'] == pytest.approx(1.5) and not up['ok'] and same['ok'] and len(c) == 2  # at the target shape only
+
+def test_the_4x3x8x8_limits_judge_what_the_bracket_times():
+    "Per batch MixUp, CutMix, RICAP ≤ 50 µs over the no-op, every other mixer and mode ≤ 100; ManifoldMixUp, whose blend runs in the forward pass outside the bracket, is judged on neither"
+    import report
+    sh = report.EVENT_SMALL
+    recs = [_rec('no-op callback', 'floor', 'event', sh, 50e-3)]
+    recs += [_rec(f'fastmix {m}({mode})', 'fastmix', f'event {m}/{mode}', sh, 125e-3) for m in ('CutMix', 'FMix', 'ManifoldMixUp') for mode in ('batch', 'sample')]
+    c = {c['target'].split(':')[0]: c for c in report.event_checks(recs, ['default'])}
+    assert sorted(c) == ['fastmix CutMix(batch)', 'fastmix CutMix(sample)', 'fastmix FMix(batch)', 'fastmix FMix(sample)']
+    assert c['fastmix CutMix(batch)']['value'] == pytest.approx(75) and c['fastmix CutMix(batch)']['limit'] == 50 and not c['fastmix CutMix(batch)']['ok']
+    assert all(c[k]['limit'] == 100 and c[k]['ok'] for k in ('fastmix CutMix(sample)', 'fastmix FMix(batch)', 'fastmix FMix(sample)'))
