@@ -121,7 +121,7 @@ def main(args=None)->int:
         else:
             from fastmix.preview import show_mix
             from fastmix.mixers import MIXERS
-            dls = folder_dls(a.data, bs=a.n, size=160, seed=a.seed) if a.data else photo_dls(bs=a.n, seed=a.seed)
+            dls = folder_dls(a.data, bs=a.n, size=160, seed=a.seed) if a.data is not None else photo_dls(bs=a.n, seed=a.seed)
             out = _picture(a.out, a.n, dls)
             show_mix(MIXERS[a.method](seed=a.seed, mode=a.mode), dls, n=a.n, panels=a.panels, path=out)
             print(f'wrote {out}')

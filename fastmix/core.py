@@ -217,6 +217,8 @@ def _loop_only(xb:tuple)->bool:
             if lb is not None and not any(isinstance(v, Tensor) and v.data_ptr() == t.data_ptr() for v in lb): return False
     return True
 
+def _desc(t)->str: return f"{t.dtype} of shape {tuple(t.shape)}" if isinstance(t, Tensor) else type(t).__name__
+
 def _wrong_batch(what:str, t:Tensor, ref:str, bs:int):
     "Raise the error for `t`, a tensor of the batch whose first dimension is not the batch's `bs` images"
     got = 'no batch dimension (a 0-d tensor)' if t.ndim == 0 else f'batch size {t.shape[0]}'
@@ -277,6 +279,7 @@ class MixHandler(Callback):
     draw_ahead = 32 # In a fit, the mixes of up to this many batches are drawn at once (1: each at its batch); so a hyper-parameter set mid-epoch applies from the next window (the next epoch, or sooner; a schedule applies at once)
     mixes_input = True  # False while a subclass mixes something other than the input batch (whose dtype is then free)
     choosable = True  # `MixChoice` can draw its mixes; False for a mixer that works through its own events (hooks)
+    draw_checked = geom_checked = False  # True once the first `Mix` it drew passed `check_mix`, and the first tensor its geometry made kept its shape
     general_only = False  # True: every batch takes `mix_batch`'s general path (set for subclasses that override its steps)
     # hyper-parameter -> its check, run whenever it is set: in the constructor, or later (`cb.p = 0.`); subclasses add theirs
     checks = {'p': lambda v: check_number('p', v, 0, 1), 'mode': _check_mode, 'off_epochs': _int_at_least('off_epochs', 0), 'draw_ahead': _int_at_least('draw_ahead', 1),
@@ -308,7 +311,8 @@ class MixHandler(Callback):
         # per-batch mix at small sizes: per-batch state skips that check (its names shadow nothing)
         if name in _per_batch: return object.__setattr__(self, name, value)
         # a hyper-parameter is the mixer's own, whatever the learner holds of that name (`modules`: the model's method)
-        if (check := self.checks.get(name)) is not None: object.__setattr__(self, name, check(value))
+        # a check raises on a bad value and returns the value to keep (converted), or nothing: the value as given
+        if (check := self.checks.get(name)) is not None: object.__setattr__(self, name, value if (v := check(value)) is None else v)
         else: super().__setattr__(name, value)
         if name == 'seed': self.reseed()
 
@@ -356,9 +360,13 @@ class MixHandler(Callback):
     def values(self, v, check=None):
         "Hyper-parameter `v` for each batch being drawn (in `draws`): `v` if a number, else an (n,) array of the schedule at each one's progress, passed through `check`"
         if not callable(v): return v
+        # a schedule held by a parameter is checked by that parameter's check, one value at a time (a user's `draw` too)
+        if check is None: check = next((c for n, c in self.checks.items() if c is not None and self.__dict__.get(n) is v), None)
         vs = []
         for p in self.progress(self.at):
-            try: vs.append(v(float(p)) if check is None else check(v(float(p))))
+            try:
+                u = v(float(p))
+                vs.append(u if check is None or (c := check(u)) is None else c)  # (a check may return nothing, as in `checks`)
             # a window reads a schedule up to `draw_ahead` batches ahead: the error says where it went wrong
             except ValueError as e: raise ValueError(f"{type(self).__name__} at training progress {p:.4g}: {e}") from None
         return np.array(vs, dtype=np.float64)
@@ -443,6 +451,21 @@ class MixHandler(Callback):
                 raise TypeError(f"the loss{'' if lf is None else f' {lf!r}'} takes class indices (`y_int`) but target {i} "
                                 f"is {y.dtype}: it cannot be mixed as a class index")
 
+    def check_mix(self, mix, x:Tensor):
+        "Errors for a `Mix` that `draw` got wrong, checked on the first one a mixer draws (a new mixer's `draw` may)"
+        bs, name = x.shape[0], f"{type(self).__name__}.draw"
+        if not isinstance(mix, Mix): raise TypeError(f"{name} must return a `Mix` (or `draws` a list of them), got {type(mix).__name__}")
+        if not (isinstance(mix.idx, Tensor) and mix.idx.ndim == 2 and mix.idx.shape[1] == bs and not mix.idx.is_floating_point()):
+            raise ValueError(f"{name}: `Mix.idx` must be a (K, B) = (K, {bs}) integer tensor of source indices, got {_desc(mix.idx)}")
+        if not (isinstance(mix.weights, Tensor) and tuple(mix.weights.shape) == (bs, mix.K) and mix.weights.is_floating_point()):
+            raise ValueError(f"{name}: `Mix.weights` must be a (B, K) = ({bs}, {mix.K}) float tensor of label weights, got {_desc(mix.weights)}")
+        if not (hasattr(mix.geom, 'apply') and hasattr(mix.geom, 'cuts')):
+            raise TypeError(f"{name}: `Mix.geom` must have `apply` and `cuts` (a geometry of `fastmix.geometry`), got {type(mix.geom).__name__}")
+        if mix.geom.cuts is False and False not in self.kinds():  # (a choice may hold blends and cuts)
+            raise TypeError(f"{name} blends (its geometry's `cuts` is False), but {type(self).__name__} says `image_only = True`, as "
+                            "a mixer that cuts space: set `image_only = False` in the class, as MixUp does (a blend takes any batch and leaves masks to the loss)")
+        object.__setattr__(self, 'draw_checked', True)
+
     def choose(self, x:Tensor)->Mix|None:
         "Whether batch `x` is mixed (probability `p`, per batch or per image) and if so its mix, else None"
         return self.choose_many(x, 1)[0]
@@ -454,7 +477,9 @@ class MixHandler(Callback):
             on = self.rng.random((n, bs) if self.per_sample else n) < (p[:, None] if self.per_sample and np.ndim(p) else p)
             mixed = on.any(1) if self.per_sample else on
             k, self.at = int(mixed.sum()), self.at[mixed]  # (the batches drawn: those mixed)
-            mixes = iter(self.draws(x, k, on[mixed] if self.per_sample else None) if k else ())
+            mixes = self.draws(x, k, on[mixed] if self.per_sample else None) if k else []
+            if mixes and not self.draw_checked: self.check_mix(mixes[0], x)
+            mixes = iter(mixes)
         return [next(mixes) if m else None for m in mixed.tolist()]
 
     def next_mix(self, x:Tensor, n:int)->Mix|None:
@@ -510,7 +535,11 @@ class MixHandler(Callback):
 
     def apply_geom(self, mix:Mix, t:Tensor, inplace:bool=False)->Tensor:
         "`mix`'s geometry applied to `t` (a plain tensor: `mix_batch` hands out plain aliases), in place where `t` may be overwritten"
-        return mix.geom.apply(t, inplace=inplace and self.can_overwrite(t), scratch=self.scratch)
+        out = mix.geom.apply(t, inplace=inplace and self.can_overwrite(t), scratch=self.scratch)
+        if not self.geom_checked:  # (a new mixer's geometry may get it wrong: the first tensor it mixes tells; reading two shapes costs 0.3 µs)
+            if out.shape != t.shape: raise ValueError(f"{type(self).__name__}: its geometry ({type(mix.geom).__name__}) made shape {tuple(out.shape)} of a tensor of shape {tuple(t.shape)}: a mix keeps the shape")
+            object.__setattr__(self, 'geom_checked', True)
+        return out
 
     def check_maps(self, xb:tuple, yb:tuple, sp:tuple):
         "Errors for maps the mixer can't carry, whatever a batch draws: integer label maps (masks) blended for some images and cut for others, or maps (masks, extra image inputs) cut at another size than the pixels"
@@ -558,6 +587,8 @@ class MixHandler(Callback):
     # -- fastai events
     # the events read the learner's attributes through `learn`: `self.xb` would go through fastai's `GetAttr`
     def before_fit(self):
+        if 'scratch' not in self.__dict__:  # (else the first attribute it lacks would be looked up in the learner, then the model)
+            raise TypeError(f"{type(self).__name__}.__init__ must call `super().__init__(...)`: MixHandler sets up `p`, `mode`, the seeded generator and the work buffers there")
         self.mix = self.hidden_yb = self.ahead = None; self.check_alone(); self.own_stream()
         # `lr_find` trains as the fit will (mixed), then puts the model back: the draws go back too, so a seeded fit after it draws as without it
         self.rng_back = self.rng.bit_generator.state if hasattr(self.learn, 'lr_finder') else None

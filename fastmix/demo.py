@@ -49,6 +49,7 @@ def mnist_dls(n_train:int=1000, # training images, drawn from what the test set 
 
 def folder_dls(path, bs:int=64, size:int=64, seed:int=0)->DataLoaders:
     "DataLoaders of an image folder in ImageNet layout (`train/` and `val/` if present, else a 20 % split)"
+    if not str(path).strip(): raise CLIError(f"--data: an empty path ({str(path)!r}); give an image folder, or leave --data out for the default data")  # Path('') is the current folder
     path = Path(path)
     if not path.is_dir(): raise CLIError(f"--data: {'not a folder' if path.exists() else 'no such folder'}: {path}")
     if not get_image_files(path): raise CLIError(f"--data: no images found under {path}")
@@ -204,7 +205,7 @@ def run_demo(methods=('mixup', 'cutmix', 'ricap'), # keys of `MIXERS`
     "Train the baseline and each mixer for every seed; print and write the report and pictures into `out`; return its rows"
     out = Path(out)
     if out.exists() and not out.is_dir(): raise CLIError(f"--out: {out} is a file; give a folder")
-    data_of = lambda seed: folder_dls(data, bs=bs, seed=seed) if data else mnist_dls(n_train, n_test, bs=bs, seed=seed)
+    data_of = lambda seed: folder_dls(data, bs=bs, seed=seed) if data is not None else mnist_dls(n_train, n_test, bs=bs, seed=seed)
     dls = data_of(seeds[0])  # (bad data fails before anything is written)
     if len(dls.train) == 0: raise CLIError(f"--bs {bs}: larger than the {len(dls.train_ds)} training images")
     try: out.mkdir(parents=True, exist_ok=True)

@@ -157,17 +157,18 @@ def show_mix(
     fig, axs = plt.subplots(nrows, ncols * per, figsize=figsize or (3 * ncols * per, 3.2 * nrows), squeeze=False, layout='constrained')
     for ax in axs.flat: ax.set_axis_off()
     width = int(fig.get_figwidth() / (ncols * per) * 15)  # characters of 8-point text (about 0.6 em each) that fit over one image
-    cmap = 'Greys' if imgs.shape[1] == 1 else None  # fastai's look for grey images
+    # fastai's look for grey images, on the one [0, 1] scale of every panel (matplotlib would stretch each to its own range)
+    grey = dict(cmap='Greys', vmin=0, vmax=1) if imgs.shape[1] == 1 else {}
     for i in range(n):
         ax = axs.flat[i * per]
-        show_image(imgs[i], ax=ax, cmap=cmap)
+        show_image(imgs[i], ax=ax, **grey)
         if mask is not None: _show_mask(mask[i], ax)
         if own is not None: _show_outline(own[i], ax)
         ax.set_title(shares_title(shares[i], width) if mask is None else _mask_title(mix, i), fontsize=8)
         if panels:
-            show_image(part[i], ax=axs.flat[i * per + 1], cmap=cmap); axs.flat[i * per + 1].set_title('partner', fontsize=9)
+            show_image(part[i], ax=axs.flat[i * per + 1], **grey); axs.flat[i * per + 1].set_title('partner', fontsize=9)
             diff = (imgs[i] - orig[i]).abs()
-            show_image(diff / max(float(diff.max()), 1e-8), ax=axs.flat[i * per + 2], cmap=cmap)
+            show_image(diff / max(float(diff.max()), 1e-8), ax=axs.flat[i * per + 2], **grey)
             axs.flat[i * per + 2].set_title('|mixed − main source|', fontsize=9)
     fig.suptitle(title or type(mixer).__name__)
     if path is not None: fig.savefig(path, dpi=80); plt.close(fig)

@@ -86,6 +86,9 @@ def check_provenance(x:Tensor, xm:Tensor, mix):
         exp = sum(wts[:, k].view(-1, *[1]*(x.ndim-1)) * x.double()[idx[k]] for k in range(mix.K))
         torch.testing.assert_close(xm.double(), exp, rtol=1e-6, atol=1e-6 * float(x.abs().max()), msg=lambda m: f"not the blend Σ_k w_k·x[idx_k]: {m}")
         return
+    # a copy keeps its whole-number value: a blend or resampling where the geometry says cut would round to a position
+    frac = (xm != xm.round()).nonzero()
+    assert not len(frac), f"a cut copies values, but output {frac[0].tolist()} is {xm[tuple(frac[0])].item():.6g}: no source value"
     b, *pos = decode_provenance(xm, *size)
     assert all((u == u[:, :1]).all() for u in (b, *pos)), "the channels of a position come from different places"
     b, pos = b[:, 0], [u[:, 0] for u in pos]

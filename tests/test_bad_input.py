@@ -236,3 +236,61 @@ def test_draw_ahead_and_mode_set_later_are_checked():
     learn = synth_learner(cbs=cb)
     with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
     assert cb.draw_ahead == 1 and math.isfinite(learn.recorder.losses[-1])
+
+# -- a new mixer written as `42_own_mixer` shows: what it may get wrong is named where it is wrong
+
+class OwnSplit(MixHandler):
+    "The tutorial's SplitMix, with hooks to get one thing wrong"
+    checks = {**MixHandler.checks, 'lo': lambda v: None if callable(v) or 0 <= v < 1 else (_ for _ in ()).throw(ValueError(f"`lo` must be in [0, 1), got {v!r}"))}
+    def __init__(self, lo=0., bad=None, **kw): super().__init__(**kw); self.lo,self.bad = lo,bad
+    def draw(self, x, on):
+        bs, (h, w) = x.shape[0], x.shape[-2:]
+        c = np.maximum(self.randint(w + 1, 1), int(self.value(self.lo) * w))
+        boxes = np.stack(np.broadcast_arrays(0, h, c, w), -1)
+        lam = np.broadcast_to(c / w, bs)
+        idx = to_device(self.pairs(bs), x.device)
+        w8 = to_device(np.stack([lam, 1 - lam], 1).astype(np.float32), x.device)
+        geom = BoxPaste(idx, boxes, (h, w))
+        bad = self.bad
+        if bad == 'weights (K, B)': w8 = w8.T.contiguous()
+        if bad == 'idx (B, K)': idx = idx.T.contiguous()
+        if bad == 'numpy weights': w8 = w8.numpy()
+        if bad == 'a tuple': return idx, w8, geom
+        if bad == 'a blend': geom = Blend(idx, w8)
+        if bad == 'narrower': geom.apply = lambda t, inplace=False, scratch=None: t[..., :-1].clone()
+        return Mix(idx, w8, geom)
+
+@pytest.mark.parametrize('bad,exc,msg', [
+    ('weights (K, B)', ValueError, r"OwnSplit\.draw: `Mix\.weights` must be a \(B, K\) = \(8, 2\) float tensor of label weights, got torch\.float32 of shape \(2, 8\)"),
+    ('idx (B, K)', ValueError, r"OwnSplit\.draw: `Mix\.idx` must be a \(K, B\) = \(K, 8\) integer tensor of source indices, got torch\.int64 of shape \(8, 2\)"),
+    ('numpy weights', ValueError, r"`Mix\.weights` must be .* got ndarray"),
+    ('a tuple', TypeError, r"OwnSplit\.draw must return a `Mix` \(or `draws` a list of them\), got tuple"),
+    ('a blend', TypeError, r"OwnSplit\.draw blends .* set `image_only = False` in the class, as MixUp does"),
+    ('narrower', ValueError, r"(OwnSplit|MixChoice): its geometry \(BoxPaste\) made shape \(8, 3, (\d+), \d+\) of a tensor of shape \(8, 3, \2, \d+\): a mix keeps the shape"),
+])
+@pytest.mark.parametrize('how', ['mix_batch', 'fit', 'choice'])
+def test_a_new_mixers_wrong_mix_is_named_at_its_first_draw(bad, exc, msg, how):
+    "`check_mix` checks the first `Mix` a mixer draws (also under `MixChoice`), and the geometry's shape every batch: before, these failed far away (in the loss, or not at all)"
+    if how == 'mix_batch':
+        with pytest.raises(exc, match=msg): OwnSplit(bad=bad, seed=0).mix_batch(*map(lambda t: (t,), batch(8)))
+    else:
+        cb = OwnSplit(bad=bad, seed=0) if how == 'fit' else MixChoice([OwnSplit(bad=bad), CutMix()], probs=[1., 0.], seed=0)
+        learn = synth_learner(cbs=cb)
+        w0 = [p.detach().clone() for p in learn.model.parameters()]
+        with pytest.raises(exc, match=msg), learn.no_bar(), learn.no_logging(): learn.fit(1)
+        assert all(torch.equal(a, b) for a, b in zip(w0, learn.model.parameters()))  # before any step
+
+def test_a_new_mixers_own_mistakes_in_its_class_are_named():
+    "A check that returns nothing keeps the value as given; a schedule of a parameter is checked by that parameter's check, each value read; a subclass that skips `super().__init__` is told so at `before_fit`"
+    m = OwnSplit(lo=.5, seed=0)
+    assert m.lo == .5 and OwnSplit(seed=0).mix_batch((batch(8)[0],), (batch(8)[1],))[0] is not None
+    m.lo = .25
+    assert m.lo == .25  # (it was None: the check's return value)
+    with pytest.raises(ValueError, match=r"`lo` must be in \[0, 1\), got 2"): m.lo = 2
+    m = OwnSplit(lo=lambda pct: 2 * pct, seed=0)  # valid at the start, 2 at the end
+    learn = synth_learner(cbs=m)
+    with pytest.raises(ValueError, match=r"OwnSplit at training progress 0\.5.*`lo` must be in \[0, 1\), got 1\.0"), learn.no_bar(), learn.no_logging(): learn.fit(1)
+    class NoInit(OwnSplit):
+        def __init__(self, lo=0.): self.lo = lo  # forgot super().__init__()
+    learn = synth_learner(cbs=NoInit())
+    with pytest.raises(TypeError, match=r"NoInit\.__init__ must call `super\(\)\.__init__\(\.\.\.\)`"), learn.no_bar(), learn.no_logging(): learn.fit(1)

@@ -153,6 +153,8 @@ def test_preview_command(tmp_path):
     (['preview', '--out', '/no/such/folder/p.png'], '--out: no such folder: /no/such/folder'),
     (['demo', '--n-train', '4999'], '--n-train: at most 3000 images'),
     (['demo', '--data', '/no/such/folder'], 'no such folder'),
+    (['demo', '--data', ''], "--data: an empty path (''); give an image folder"),  # (an unset "$DATA"): never the default data instead
+    (['preview', '--data', ' '], "--data: an empty path (' '); give an image folder"),
     (['preview', '--method', 'nope'], '--method: unknown method nope'),
     (['demo', '--lr', 'inf'], '--lr must be a finite number, got inf'),
     (['preview', '--n', '7'], '--n 7: the data holds only 6 training images'),
@@ -311,4 +313,20 @@ def test_long_titles_break_at_their_separators_and_stay_over_their_own_image():
         for ax in axs:  # no wider than its image's column
             cell = fig.bbox.width / ax.get_gridspec().ncols
             assert ax.title.get_window_extent(r).width <= cell, ax.get_title()
+        plt.close(fig)
+
+def test_grey_images_share_one_scale_in_every_panel():
+    "A flat dark image and a flat bright one render dark-on-light as their values say, each panel on the same [0, 1] scale (matplotlib alone would stretch each panel to its own range: both flat images white)"
+    vals = torch.tensor([.1, .9, .1, .9])
+    items = [(TensorImageBW((torch.full((1, 16, 16), float(v)) * 255).round().byte()), 'dark' if v < .5 else 'bright') for v in vals]
+    dls = DataBlock(blocks=(TransformBlock(batch_tfms=IntToFloatTensor()), CategoryBlock), get_x=ItemGetter(0), get_y=ItemGetter(1),
+                    splitter=lambda o: (L(range(4)), L(range(4)))).dataloaders(items, bs=4, num_workers=0, shuffle=False)
+    for panels in (False, True):
+        fig = show_mix(CutMix(seed=0), dls, n=4, ncols=4, panels=panels)
+        ims = [ax.images[0] for ax in fig.axes if ax.images]
+        assert len(ims) == 4 * (3 if panels else 1) and all(im.get_clim() == (0, 1) for im in ims)
+        for ax in fig.axes[::3 if panels else 1]:
+            im = ax.images[0]; a = np.asarray(im.get_array())
+            rgba = im.to_rgba(a)[..., :3].mean(-1)  # what is drawn: 'Greys' draws 0 white and 1 black
+            assert np.allclose(rgba, 1 - a, atol=.08), (ax.get_title(), a.min(), a.max(), rgba.min(), rgba.max())
         plt.close(fig)

@@ -165,6 +165,19 @@ def test_the_checks_fail_on_wrong_mixes():
     check_provenance(x, xm, mix)
     with pytest.raises(AssertionError): check_provenance(x, xm.flip(0), mix)
 
+def test_a_cut_that_does_not_copy_its_values_fails():
+    "Provenance values are whole numbers: a cut whose output leaks a little of the partner, or shifts a channel by less than half, would round to the right positions; it fails all the same"
+    x = provenance_batch(6, 3, 8, 10)
+    for mode in MODES:
+        mix = CutMix(mode=mode, seed=1).choose(x)
+        xm = mix.geom.apply(x)
+        check_provenance(x, xm, mix)
+        leak = .999 * xm + .001 * x[mix.idx[1]]  # (off by under 0.5: 480 positions)
+        shift = xm.clone(); shift[:, 1] += .3
+        for bad in (leak, shift):
+            assert torch.equal(decode_provenance(bad, 8, 10)[0], decode_provenance(xm, 8, 10)[0])  # (rounds to the right sources)
+            with pytest.raises(AssertionError, match='a cut copies values'): check_provenance(x, bad, mix)
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a GPU')
 @pytest.mark.parametrize('method,mode', [(m, mode) for m in MIXERS if MIXERS[m].cls.mixes_input is True for mode in MODES])
 def test_the_checks_take_mixes_made_on_the_gpu(method, mode):
