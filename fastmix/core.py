@@ -360,13 +360,15 @@ class MixHandler(Callback):
     def values(self, v, check=None):
         "Hyper-parameter `v` for each batch being drawn (in `draws`): `v` if a number, else an (n,) array of the schedule at each one's progress, passed through `check`"
         if not callable(v): return v
-        # a schedule held by a parameter is checked by that parameter's check, one value at a time (a user's `draw` too)
-        if check is None: check = next((c for n, c in self.checks.items() if c is not None and self.__dict__.get(n) is v), None)
+        # unless given `check`, a schedule is checked by the check of each parameter that holds it, one value at a time (a
+        # user's `draw` too; an object two parameters share must suit both); a check may return nothing, as in `checks`
+        held = [check] if check is not None else [c for n, c in self.checks.items() if c is not None and self.__dict__.get(n) is v]
         vs = []
         for p in self.progress(self.at):
             try:
                 u = v(float(p))
-                vs.append(u if check is None or (c := check(u)) is None else c)  # (a check may return nothing, as in `checks`)
+                for c in held: u = u if (r := c(u)) is None else r
+                vs.append(u)
             # a window reads a schedule up to `draw_ahead` batches ahead: the error says where it went wrong
             except ValueError as e: raise ValueError(f"{type(self).__name__} at training progress {p:.4g}: {e}") from None
         return np.array(vs, dtype=np.float64)
@@ -477,7 +479,7 @@ class MixHandler(Callback):
             on = self.rng.random((n, bs) if self.per_sample else n) < (p[:, None] if self.per_sample and np.ndim(p) else p)
             mixed = on.any(1) if self.per_sample else on
             k, self.at = int(mixed.sum()), self.at[mixed]  # (the batches drawn: those mixed)
-            mixes = self.draws(x, k, on[mixed] if self.per_sample else None) if k else []
+            mixes = list(self.draws(x, k, on[mixed] if self.per_sample else None)) if k else []  # (any iterable, as before `check_mix`)
             if mixes and not self.draw_checked: self.check_mix(mixes[0], x)
             mixes = iter(mixes)
         return [next(mixes) if m else None for m in mixed.tolist()]

@@ -161,7 +161,7 @@ class MixChoice(MixHandler):
     def sub_draws(self, m:MixHandler, rows:np.ndarray, x:Tensor, on)->list:
         "Mixer `m`'s mixes of the window's batches `rows` (a boolean mask), each at its own training progress"
         if not rows.any(): return []
-        with m.drawing_at(None if self.at is None else self.at[rows]): mixes = m.draws(x, int(rows.sum()), on)
+        with m.drawing_at(None if self.at is None else self.at[rows]): mixes = list(m.draws(x, int(rows.sum()), on))
         if not m.draw_checked: m.check_mix(mixes[0], x)  # (as its own `choose_many` would)
         return mixes
 

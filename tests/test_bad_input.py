@@ -294,3 +294,19 @@ def test_a_new_mixers_own_mistakes_in_its_class_are_named():
         def __init__(self, lo=0.): self.lo = lo  # forgot super().__init__()
     learn = synth_learner(cbs=NoInit())
     with pytest.raises(TypeError, match=r"NoInit\.__init__ must call `super\(\)\.__init__\(\.\.\.\)`"), learn.no_bar(), learn.no_logging(): learn.fit(1)
+
+def test_a_schedule_shared_by_two_parameters_suits_both_and_draws_may_yield():
+    "A schedule object held by `p` and `lo` is checked by both checks when read (before: by `p`'s only, the first in `checks`, which lets 1.0 through as `lo`); a `draws` that yields its mixes works, as before `check_mix`"
+    one = lambda pct: 1.
+    m = OwnSplit(lo=one, p=one, seed=0)
+    learn = synth_learner(cbs=m)
+    with pytest.raises(ValueError, match=r"OwnSplit at training progress 0: `lo` must be in \[0, 1\), got 1\.0"), learn.no_bar(), learn.no_logging(): learn.fit(1)
+    half = lambda pct: .5
+    m = OwnSplit(lo=half, p=half, seed=0)
+    assert any(m.mix_batch(*map(lambda t: (t,), batch(8)))[0] is not None for _ in range(20))  # valid for both: mixes half of the batches
+    class Yields(OwnSplit):
+        def draws(self, x, n, on): yield from (OwnSplit.draw(self, x, None if on is None else on[i]) for i in range(n))
+    x, y = batch(8)
+    for cb in (Yields(seed=0), MixChoice([Yields(), CutMix()], probs=[1., 0.], seed=0)):
+        mix, (xm,), _ = cb.mix_batch((x,), (y,))
+        assert mix.K == 2 and xm.shape == x.shape
