@@ -131,11 +131,11 @@ def _peer_checks(recs, v, thr, cell, target_shape):
     for r in recs:
         if r['kind'] != 'fastmix' or not at(r): continue
         for p in recs:
-            if p['kind'] in ('peer', 'baseline') and p['group'] == r['group'] and at(p):
-                ratio, peer = r[v]['median'] / p[v]['median'], p['kind'] == 'peer'
-                slower = f"{r['name']} ≤ 1.0× {p['name']} ({'issue 13: ' if tuple(target_shape) == ISSUE13_SHAPE else ''}nothing slower)"
-                out.append(dict(target=f"{r['name']} faster than {p['name']}" if peer else slower,
-                                where=cell, value=ratio, limit=1., ok=ratio < 1. if peer else ratio <= 1.))
+            if p['kind'] not in ('peer', 'baseline') or p['group'] != r['group'] or not at(p): continue
+            ratio = r[v]['median'] / p[v]['median']
+            if p['kind'] == 'peer': target, ok = f"{r['name']} faster than {p['name']}", ratio < 1.
+            else: target, ok = f"{r['name']} ≤ 1.0× {p['name']} ({'issue 13: ' if tuple(target_shape) == ISSUE13_SHAPE else ''}nothing slower)", ratio <= 1.
+            out.append(dict(target=target, where=cell, value=ratio, limit=1., ok=ok))
     return out
 
 def targets(recs, variants, target_shape, loss_size):

@@ -468,6 +468,12 @@ class MixHandler(Callback):
                             "a mixer that cuts space: set `image_only = False` in the class, as MixUp does (a blend takes any batch and leaves masks to the loss)")
         object.__setattr__(self, 'draw_checked', True)
 
+    def drawn(self, x:Tensor, n:int, on:np.ndarray|None)->list:
+        "`draws` as a list (a method's may yield), the first `Mix` this mixer ever draws checked (`check_mix`)"
+        mixes = list(self.draws(x, n, on))
+        if mixes and not self.draw_checked: self.check_mix(mixes[0], x)
+        return mixes
+
     def choose(self, x:Tensor)->Mix|None:
         "Whether batch `x` is mixed (probability `p`, per batch or per image) and if so its mix, else None"
         return self.choose_many(x, 1)[0]
@@ -479,9 +485,7 @@ class MixHandler(Callback):
             on = self.rng.random((n, bs) if self.per_sample else n) < (p[:, None] if self.per_sample and np.ndim(p) else p)
             mixed = on.any(1) if self.per_sample else on
             k, self.at = int(mixed.sum()), self.at[mixed]  # (the batches drawn: those mixed)
-            mixes = list(self.draws(x, k, on[mixed] if self.per_sample else None)) if k else []  # (any iterable, as before `check_mix`)
-            if mixes and not self.draw_checked: self.check_mix(mixes[0], x)
-            mixes = iter(mixes)
+            mixes = iter(self.drawn(x, k, on[mixed] if self.per_sample else None) if k else ())
         return [next(mixes) if m else None for m in mixed.tolist()]
 
     def next_mix(self, x:Tensor, n:int)->Mix|None:

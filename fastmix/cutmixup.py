@@ -161,9 +161,7 @@ class MixChoice(MixHandler):
     def sub_draws(self, m:MixHandler, rows:np.ndarray, x:Tensor, on)->list:
         "Mixer `m`'s mixes of the window's batches `rows` (a boolean mask), each at its own training progress"
         if not rows.any(): return []
-        with m.drawing_at(None if self.at is None else self.at[rows]): mixes = list(m.draws(x, int(rows.sum()), on))
-        if not m.draw_checked: m.check_mix(mixes[0], x)  # (as its own `choose_many` would)
-        return mixes
+        with m.drawing_at(None if self.at is None else self.at[rows]): return m.drawn(x, int(rows.sum()), on)
 
     def draws(self, x, n, on):
         pick = self.rng.choice(len(self.mixers), size=n if on is None else (n, x.shape[0]), p=self.probs)
